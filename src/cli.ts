@@ -1,0 +1,91 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config/load.ts';
+import type { Config } from './config/types.ts';
+import { formatDuration } from './lib/duration.ts';
+import { createLogger } from './lib/logger.ts';
+import { startDaemon } from './daemon.ts';
+
+const usage = `usage: deployer <command> [options]
+
+commands:
+  serve --config FILE [--no-worker]   HTTP API, UI and webhooks (+ a worker unless --no-worker)
+  worker --config FILE                run builds and deploys only (no HTTP, no store)
+  check-config --config FILE          validate the config and print its pipelines
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(usage);
+    return command ? 0 : 2;
+  }
+  let values: { config?: string; 'no-worker'?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: { config: { type: 'string', short: 'c' }, 'no-worker': { type: 'boolean' } },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`deployer: ${(err as Error).message}\n\n${usage}`);
+    return 2;
+  }
+  if (!['serve', 'worker', 'check-config'].includes(command)) {
+    process.stderr.write(`deployer: unknown command "${command}"\n\n${usage}`);
+    return 2;
+  }
+  if (!values.config) {
+    process.stderr.write(`deployer ${command}: --config FILE is required\n`);
+    return 2;
+  }
+  let config: Config;
+  try {
+    config = loadConfig(values.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (command === 'check-config') {
+    process.stdout.write(describe(config));
+    return 0;
+  }
+  const logger = createLogger(config.logLevel);
+  const daemon = await startDaemon(config, { http: command === 'serve', worker: command === 'worker' || !values['no-worker'], logger });
+  if (daemon.url) logger.info({ url: daemon.url, pipelines: config.pipelines.map((p) => p.name) }, 'listening');
+  else logger.info({ pipelines: config.pipelines.map((p) => p.name) }, 'worker started');
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await daemon.close();
+  return 0;
+}
+
+function describe(config: Config): string {
+  const lines = [`config ${config.file} is valid`, `listen ${config.listen.host}:${config.listen.port}, data ${config.dataDir}, redis prefix ${config.redisPrefix}`, `${config.pipelines.length} pipeline(s):`];
+  for (const p of config.pipelines) {
+    lines.push(`  ${p.name}: ${p.repo}@${p.branch} (${p.url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1')})`);
+    lines.push(`    build ${p.build.context}/${p.build.dockerfile}${p.build.target ? ` target ${p.build.target}` : ''} -> ${p.image}:${p.tag} and :<commit>`);
+    lines.push(`    deploy to ${p.services.length ? p.services.join(', ') : '(no services)'}: ${p.deploy.order}, on failure ${p.deploy.failureAction}, monitor ${formatDuration(p.deploy.monitorMs)}, timeout ${formatDuration(p.deploy.timeoutMs)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`deployer: ${(err as Error).stack ?? err}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

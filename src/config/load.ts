@@ -1,0 +1,286 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import Value from 'typebox/value';
+import { parseDocument } from 'yaml';
+import { parseDuration } from '../lib/duration.ts';
+import { Secret } from '../lib/secret.ts';
+import { isValidTag, parseImageName } from './image-ref.ts';
+import { ConfigSchema } from './schema.ts';
+import type { Config, DeploySettings, PipelineConfig, RegistryConfig } from './types.ts';
+
+export interface ConfigIssue {
+  /** Key path in the file, e.g. "pipelines[0].image"; "" for the whole file. */
+  path: string;
+  message: string;
+}
+
+/** Every problem found in a config file, not just the first. */
+export class ConfigError extends Error {
+  readonly code = 'config_invalid';
+  readonly issues: ConfigIssue[];
+  constructor(file: string, issues: ConfigIssue[]) {
+    super(`${file}: ${issues.length} error(s)\n${issues.map((i) => `  ${i.path || '(file)'}: ${i.message}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export const DEFAULT_DEPLOY: DeploySettings = {
+  order: 'start-first',
+  monitorMs: 5_000,
+  timeoutMs: 5 * 60_000,
+  failureAction: 'rollback',
+};
+
+type Env = Record<string, string | undefined>;
+
+/** Reads, substitutes, validates and resolves a config file. Throws ConfigError. */
+export function loadConfig(file: string, env: Env = process.env): Config {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(abs, [{ path: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? err}` }]);
+  }
+  return parseConfig(text, abs, env);
+}
+
+export function parseConfig(text: string, file: string, env: Env): Config {
+  const issues: ConfigIssue[] = [];
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0]}` })));
+  }
+  const raw = substitute(doc.toJS() ?? {}, '', env, issues);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(file, [{ path: '', message: 'must be a YAML mapping' }]);
+  }
+  for (const e of Value.Errors(ConfigSchema, raw)) {
+    if (e.keyword === 'boolean') continue; // duplicate of the additionalProperties error
+    if (e.keyword === 'additionalProperties') {
+      const extra = (e.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+      for (const k of extra) issues.push({ path: joinPath(pointerToPath(e.instancePath), k), message: 'unknown key' });
+      continue;
+    }
+    if (e.keyword === 'required') {
+      const missing = (e.params as { requiredProperties?: string[] }).requiredProperties ?? [];
+      for (const k of missing) issues.push({ path: joinPath(pointerToPath(e.instancePath), k), message: 'is required' });
+      continue;
+    }
+    if (e.keyword === 'anyOf' && issues.some((i) => i.path.startsWith(pointerToPath(e.instancePath)))) continue;
+    issues.push({ path: pointerToPath(e.instancePath), message: e.message });
+  }
+  const schemaIssues = issues.length;
+  try {
+    return resolveConfig(raw as Record<string, any>, file, issues);
+  } catch (err) {
+    // With schema errors the semantic pass may trip over a wrong shape; what it found
+    // until then is still reported, with the schema errors.
+    if (schemaIssues === 0 || err instanceof ConfigError) throw err;
+    throw new ConfigError(file, dedupe(issues));
+  }
+}
+
+function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue[]): Config {
+  const base = dirname(file);
+  const readSecret = (obj: Record<string, any>, key: string, path: string, required: boolean) =>
+    secretField(obj, key, path, required, base, issues);
+
+  const webhookSecret = readSecret(c.github ?? {}, 'webhookSecret', 'github', true);
+  const token = readSecret(c.github ?? {}, 'token', 'github', false);
+  const adminToken = readSecret(c.auth ?? {}, 'adminToken', 'auth', true);
+  if (adminToken && adminToken.reveal().length < 16) {
+    issues.push({ path: 'auth.adminToken', message: 'must be at least 16 characters' });
+  }
+
+  const listen = parseListen(c.listen ?? '127.0.0.1:8090');
+  if (!listen) issues.push({ path: 'listen', message: 'must be HOST:PORT, e.g. 127.0.0.1:8090' });
+
+  const registries: RegistryConfig[] = [];
+  (c.registries ?? []).forEach((r: Record<string, any>, i: number) => {
+    const path = `registries[${i}]`;
+    if (registries.some((x) => x.host === r.host)) issues.push({ path: `${path}.host`, message: `duplicate registry "${r.host}"` });
+    const password = readSecret(r, 'password', path, false);
+    if ((r.username === undefined) !== (password === undefined)) {
+      issues.push({ path, message: 'username and password must be given together' });
+    }
+    registries.push({ host: r.host, username: r.username, password });
+  });
+
+  const pipelines: PipelineConfig[] = [];
+  ((c.pipelines ?? []) as Record<string, any>[]).forEach((p, i) => {
+    const path = `pipelines[${i}]`;
+    if (pipelines.some((x) => x.name === p.name)) issues.push({ path: `${path}.name`, message: `duplicate pipeline name "${p.name}"` });
+    const image = parseImageName(p.image);
+    if (typeof image === 'string') issues.push({ path: `${path}.image`, message: `"${p.image}" ${image}` });
+    const tag = p.tag ?? 'latest';
+    if (!isValidTag(tag)) issues.push({ path: `${path}.tag`, message: `"${tag}" is not a valid image tag` });
+    const url = p.url ?? `https://github.com/${p.repo}.git`;
+    if (!/^(file|https?|ssh):\/\//.test(url) && !isAbsolute(url)) {
+      issues.push({ path: `${path}.url`, message: 'must be a file://, https://, http:// or ssh:// URL' });
+    }
+    const seen = new Set<string>();
+    (p.services as string[]).forEach((s, j) => {
+      if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s)) issues.push({ path: `${path}.services[${j}]`, message: `"${s}" is not a valid service name` });
+      if (seen.has(s)) issues.push({ path: `${path}.services[${j}]`, message: `duplicate service "${s}"` });
+      seen.add(s);
+    });
+    const args: Record<string, string> = {};
+    for (const [k, v] of Object.entries((p.build?.args ?? {}) as Record<string, unknown>)) args[k] = String(v);
+    pipelines.push({
+      name: p.name,
+      repo: p.repo,
+      url,
+      branch: p.branch ?? 'main',
+      build: {
+        context: p.build?.context ?? '.',
+        dockerfile: p.build?.dockerfile ?? 'Dockerfile',
+        args,
+        target: p.build?.target,
+      },
+      image: p.image,
+      registry: typeof image === 'string' ? '' : image.registry,
+      tag,
+      services: p.services,
+      deploy: deploySettings(p.deploy ?? {}, `${path}.deploy`, issues),
+    });
+  });
+
+  if (issues.length > 0 || !webhookSecret || !adminToken || !listen) throw new ConfigError(file, dedupe(issues));
+  const dataDir = resolve(base, c.dataDir ?? './data');
+  return {
+    file,
+    listen,
+    publicUrl: (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
+    dataDir,
+    redisUrl: c.redis ?? 'redis://127.0.0.1:6379',
+    redisPrefix: c.redisPrefix ?? 'deployer',
+    logLevel: c.logLevel ?? 'info',
+    github: { webhookSecret, token },
+    auth: { adminToken },
+    docker: { host: c.docker?.host ?? 'unix:///var/run/docker.sock' },
+    registries,
+    worker: { concurrency: c.worker?.concurrency ?? 2 },
+    pipelines,
+  };
+}
+
+function deploySettings(d: Record<string, any>, path: string, issues: ConfigIssue[]): DeploySettings {
+  const duration = (key: 'monitor' | 'timeout', fallback: number): number => {
+    if (d[key] === undefined) return fallback;
+    const ms = parseDuration(d[key]);
+    if (ms === undefined) {
+      issues.push({ path: `${path}.${key}`, message: `"${d[key]}" is not a duration (e.g. 30s, 5m, 500ms)` });
+      return fallback;
+    }
+    return ms;
+  };
+  const settings: DeploySettings = {
+    order: d.order ?? DEFAULT_DEPLOY.order,
+    monitorMs: duration('monitor', DEFAULT_DEPLOY.monitorMs),
+    timeoutMs: duration('timeout', DEFAULT_DEPLOY.timeoutMs),
+    failureAction: d.failureAction ?? DEFAULT_DEPLOY.failureAction,
+  };
+  if (settings.timeoutMs <= settings.monitorMs) {
+    issues.push({ path: `${path}.timeout`, message: 'must be longer than the monitor window' });
+  }
+  return settings;
+}
+
+/** `key` or `keyFile` (read from disk, as Docker secrets are), never both. */
+function secretField(
+  obj: Record<string, any>,
+  key: string,
+  path: string,
+  required: boolean,
+  base: string,
+  issues: ConfigIssue[],
+): Secret | undefined {
+  const inline = obj[key] as string | undefined;
+  const fileKey = `${key}File`;
+  const file = obj[fileKey] as string | undefined;
+  if (inline !== undefined && file !== undefined) {
+    issues.push({ path: `${path}.${key}`, message: `give either ${key} or ${fileKey}, not both` });
+    return undefined;
+  }
+  if (file !== undefined) {
+    try {
+      const value = readFileSync(resolve(base, file), 'utf8').replace(/\r?\n$/, '');
+      if (value.length === 0) {
+        issues.push({ path: `${path}.${fileKey}`, message: `file "${file}" is empty` });
+        return undefined;
+      }
+      return new Secret(value);
+    } catch (err) {
+      issues.push({ path: `${path}.${fileKey}`, message: `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? err}` });
+      return undefined;
+    }
+  }
+  if (inline === undefined || inline === '') {
+    if (required) issues.push({ path: `${path}.${key}`, message: `is required (or ${fileKey})` });
+    return undefined;
+  }
+  return new Secret(inline);
+}
+
+/** Replaces ${VAR} in every string of the tree; "$${" stays a literal "${". */
+function substitute(node: unknown, path: string, env: Env, issues: ConfigIssue[]): unknown {
+  if (typeof node === 'string') {
+    return node.replace(/\$(\$?)\{([^}]*)\}/g, (whole, escape: string, name: string) => {
+      if (escape) return whole.slice(1);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        issues.push({ path, message: `"\${${name}}" is not a valid variable reference` });
+        return '';
+      }
+      const value = env[name];
+      if (value === undefined || value === '') {
+        issues.push({ path, message: `environment variable ${name} is not set` });
+        return '';
+      }
+      return value;
+    });
+  }
+  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}[${i}]`, env, issues));
+  if (node && typeof node === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = substitute(v, joinPath(path, k), env, issues);
+    return out;
+  }
+  return node;
+}
+
+function parseListen(listen: string): { host: string; port: number } | undefined {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port > 65535) return undefined;
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+function pointerToPath(pointer: string): string {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : joinPath(acc, seg)), '');
+}
+
+function joinPath(base: string, key: string): string {
+  return base ? `${base}.${key}` : key;
+}
+
+function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const k = `${i.path}\u0000${i.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** Credentials for the registry an image lives in, if configured. */
+export function registryFor(config: Config, registryHost: string): RegistryConfig | undefined {
+  return config.registries.find((r) => r.host === registryHost);
+}

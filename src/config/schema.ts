@@ -1,0 +1,88 @@
+import Type from 'typebox';
+
+/**
+ * The config file's shape as written by the operator (before secrets and defaults are
+ * resolved). Every object is closed: an unknown key is an error that names its path.
+ */
+const closed = { additionalProperties: false } as const;
+const Duration = Type.Union([Type.String(), Type.Number({ minimum: 0 })]);
+const NonEmpty = Type.String({ minLength: 1 });
+
+export const DeploySettingsSchema = Type.Object(
+  {
+    order: Type.Optional(Type.Union([Type.Literal('start-first'), Type.Literal('stop-first')])),
+    monitor: Type.Optional(Duration),
+    timeout: Type.Optional(Duration),
+    failureAction: Type.Optional(
+      Type.Union([Type.Literal('rollback'), Type.Literal('pause'), Type.Literal('continue')]),
+    ),
+  },
+  closed,
+);
+
+export const PipelineSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$' }),
+    repo: Type.String({ pattern: '^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$' }),
+    url: Type.Optional(NonEmpty),
+    branch: Type.Optional(NonEmpty),
+    build: Type.Optional(
+      Type.Object(
+        {
+          context: Type.Optional(NonEmpty),
+          dockerfile: Type.Optional(NonEmpty),
+          args: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]))),
+          target: Type.Optional(NonEmpty),
+        },
+        closed,
+      ),
+    ),
+    image: NonEmpty,
+    tag: Type.Optional(NonEmpty),
+    services: Type.Array(NonEmpty),
+    deploy: Type.Optional(DeploySettingsSchema),
+  },
+  closed,
+);
+
+const SecretFields = {
+  webhookSecret: Type.Optional(Type.String()),
+  webhookSecretFile: Type.Optional(NonEmpty),
+  token: Type.Optional(Type.String()),
+  tokenFile: Type.Optional(NonEmpty),
+};
+
+export const ConfigSchema = Type.Object(
+  {
+    listen: Type.Optional(NonEmpty),
+    publicUrl: Type.Optional(NonEmpty),
+    dataDir: Type.Optional(NonEmpty),
+    redis: Type.Optional(NonEmpty),
+    redisPrefix: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })),
+    logLevel: Type.Optional(
+      Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+    ),
+    github: Type.Object(SecretFields, closed),
+    auth: Type.Object(
+      { adminToken: Type.Optional(Type.String()), adminTokenFile: Type.Optional(NonEmpty) },
+      closed,
+    ),
+    docker: Type.Optional(Type.Object({ host: Type.Optional(NonEmpty) }, closed)),
+    registries: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            host: NonEmpty,
+            username: Type.Optional(NonEmpty),
+            password: Type.Optional(Type.String()),
+            passwordFile: Type.Optional(NonEmpty),
+          },
+          closed,
+        ),
+      ),
+    ),
+    worker: Type.Optional(Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })) }, closed)),
+    pipelines: Type.Array(PipelineSchema),
+  },
+  closed,
+);

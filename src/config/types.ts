@@ -1,0 +1,48 @@
+import type { Secret } from '../lib/secret.ts';
+
+/** Rollout settings applied to every target service of a pipeline. */
+export interface DeploySettings {
+  order: 'start-first' | 'stop-first';
+  monitorMs: number;
+  /** The deployer's own bound on a rollout: swarm alone can wait forever on a pending task. */
+  timeoutMs: number;
+  failureAction: 'rollback' | 'pause' | 'continue';
+}
+
+export interface PipelineConfig {
+  name: string;
+  repo: string;
+  url: string;
+  branch: string;
+  build: { context: string; dockerfile: string; args: Record<string, string>; target: string | undefined };
+  image: string;
+  /** Registry host of `image`, to find credentials. */
+  registry: string;
+  tag: string;
+  services: string[];
+  deploy: DeploySettings;
+}
+
+export interface RegistryConfig {
+  host: string;
+  username: string | undefined;
+  password: Secret | undefined;
+}
+
+export interface Config {
+  /** Absolute path of the file this came from; relative paths in it resolve against its folder. */
+  file: string;
+  listen: { host: string; port: number };
+  publicUrl: string;
+  dataDir: string;
+  redisUrl: string;
+  /** Namespace of every Redis key (queues, event stream), so instances can share a Redis. */
+  redisPrefix: string;
+  logLevel: string;
+  github: { webhookSecret: Secret; token: Secret | undefined };
+  auth: { adminToken: Secret };
+  docker: { host: string };
+  registries: RegistryConfig[];
+  worker: { concurrency: number };
+  pipelines: PipelineConfig[];
+}

@@ -1,0 +1,126 @@
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from './config/types.ts';
+import { createDocker } from './docker/client.ts';
+import { DockerBuilder } from './docker/build.ts';
+import { DockerPusher } from './docker/push.ts';
+import { SwarmDeployer } from './docker/service-deployer.ts';
+import { GitSource } from './git/source.ts';
+import { createLogger, type Logger } from './lib/logger.ts';
+import type { RunPorts } from './pipeline/ports.ts';
+import { EventConsumer } from './queue/event-bus.ts';
+import { RunQueues } from './queue/run-queue.ts';
+import { WorkerHost } from './queue/worker-host.ts';
+import { openDatabase } from './store/db.ts';
+import { RunStore } from './store/run-store.ts';
+import { buildApp } from './web/app.ts';
+
+export interface DaemonOptions {
+  http: boolean;
+  worker: boolean;
+  logger?: Logger;
+  /** Port override (tests listen on 0). */
+  port?: number;
+}
+
+export interface Daemon {
+  app: FastifyInstance | undefined;
+  store: RunStore | undefined;
+  url: string | undefined;
+  close(): Promise<void>;
+}
+
+/** Ports backed by the real engine and git, as configured. */
+export function realPorts(config: Config): RunPorts {
+  const docker = createDocker(config.docker.host);
+  return {
+    source: new GitSource(config),
+    builder: new DockerBuilder(docker),
+    pusher: new DockerPusher(docker, config.registries),
+    deployer: new SwarmDeployer(docker, config.registries),
+  };
+}
+
+/**
+ * Wires the process: the HTTP side owns the store and consumes worker events; the
+ * worker side only talks to Redis, git and Docker. `serve` runs both in one process.
+ */
+export async function startDaemon(config: Config, opts: DaemonOptions): Promise<Daemon> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const redisOpts = (extra: RedisOptions): RedisOptions => ({ lazyConnect: false, ...extra });
+  const connections: Redis[] = [];
+  const connect = (extra: RedisOptions) => {
+    const r = new Redis(config.redisUrl, redisOpts(extra));
+    r.on('error', (err) => logger.debug({ err: { message: err.message } }, 'redis connection error'));
+    connections.push(r);
+    return r;
+  };
+  const closers: (() => Promise<void>)[] = [];
+
+  let worker: WorkerHost | undefined;
+  if (opts.worker) {
+    worker = new WorkerHost({
+      config,
+      ports: realPorts(config),
+      log: logger,
+      // Workers wait out Redis outages instead of failing jobs.
+      connection: () => connect({ maxRetriesPerRequest: null }),
+      prefix: config.redisPrefix,
+    });
+    closers.push(() => worker!.close());
+  }
+
+  let app: FastifyInstance | undefined;
+  let store: RunStore | undefined;
+  let url: string | undefined;
+  if (opts.http) {
+    store = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
+    // Producers fail fast: a webhook must get 503 promptly when Redis is down.
+    const producer = connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
+    const queues = new RunQueues(producer, config.redisPrefix, config.pipelines.map((p) => p.name));
+    const s = store;
+    const consumer = new EventConsumer(
+      connect({ maxRetriesPerRequest: null }),
+      config.redisPrefix,
+      (events) => {
+        for (const e of events) {
+          if (!s.apply(e)) logger.warn({ run: e.runId, event: e.type }, 'ignored event that does not fit the run state');
+        }
+      },
+      logger,
+    );
+    consumer.start();
+    const docker = createDocker(config.docker.host);
+    app = await buildApp({
+      config,
+      store,
+      queues,
+      logger,
+      health: [
+        { name: 'redis', check: async () => void (await producer.ping()) },
+        { name: 'store', check: async () => void s.db.prepare('SELECT 1').get() },
+        { name: 'docker', check: async () => void (await docker.ping()) },
+      ],
+    });
+    await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
+    const addr = app.server.address();
+    url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;
+    closers.unshift(async () => {
+      await app!.close();
+      await consumer.stop();
+      await queues.close();
+      s.db.close();
+    });
+  }
+
+  return {
+    app,
+    store,
+    url,
+    async close() {
+      for (const c of closers) await c().catch((err) => logger.warn({ err: { message: (err as Error).message } }, 'error while closing'));
+      for (const r of connections) r.disconnect();
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import { simpleGit, type SimpleGit } from 'simple-git';
+import type { Secret } from '../lib/secret.ts';
+
+/**
+ * The only place that constructs simple-git. Every git process gets a fixed, quiet
+ * environment (no prompts, no pager, C locale so messages are stable), is aborted with
+ * the run, and receives an access token only through environment-provided config
+ * (GIT_CONFIG_COUNT), so it never reaches argv (visible in `ps`) or any .git/config.
+ */
+export interface GitOptions {
+  baseDir: string;
+  signal?: AbortSignal;
+  /** Sent as an HTTP Authorization header to https remotes. */
+  token?: Secret | undefined;
+  /** Kill a git process that prints nothing for this long. */
+  blockTimeoutMs?: number;
+}
+
+export function createGit(opts: GitOptions): SimpleGit {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/tmp',
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_PAGER: 'cat',
+    GIT_SSH_COMMAND: 'ssh -o BatchMode=yes',
+    GIT_AUTHOR_NAME: 'deployer',
+    GIT_AUTHOR_EMAIL: 'deployer@localhost',
+    GIT_COMMITTER_NAME: 'deployer',
+    GIT_COMMITTER_EMAIL: 'deployer@localhost',
+  };
+  if (opts.token) {
+    const basic = Buffer.from(`x-access-token:${opts.token.reveal()}`).toString('base64');
+    env.GIT_CONFIG_COUNT = '1';
+    env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
+    env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${basic}`;
+  }
+  const git = simpleGit({
+    baseDir: opts.baseDir,
+    maxConcurrentProcesses: 4,
+    timeout: { block: opts.blockTimeoutMs ?? 120_000 },
+    ...(opts.signal ? { abort: opts.signal } : {}),
+  });
+  return git.env(env);
+}

@@ -1,0 +1,110 @@
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config, PipelineConfig } from '../config/types.ts';
+import { DeployerError, errorMessage } from '../lib/errors.ts';
+import type { LineSink } from '../pipeline/events.ts';
+import type { Checkout, SourcePort } from '../pipeline/ports.ts';
+import { createGit } from './factory.ts';
+
+/**
+ * Fetches commits into a bare mirror per repository (kept between runs, so each fetch
+ * transfers only what is new) and checks each run's commit out into a fresh detached
+ * worktree under dataDir/work, removed again by `cleanup()`.
+ */
+export class GitSource implements SourcePort {
+  readonly #root: string;
+  readonly #config: Config;
+  /** Serialises git operations per mirror: concurrent fetches into one repo race on its locks. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(config: Config) {
+    this.#config = config;
+    this.#root = join(config.dataDir, 'git');
+  }
+
+  async checkout(req: { pipeline: PipelineConfig; commit: string | null; signal: AbortSignal; log: LineSink }): Promise<Checkout> {
+    const { pipeline, signal, log } = req;
+    const mirror = join(this.#root, 'mirrors', `${pipeline.repo.replace(/[^A-Za-z0-9_.-]/g, '_')}.git`);
+    const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
+    return this.#locked(mirror, async () => {
+      const git = async (baseDir: string) => createGit({ baseDir, signal, token });
+      try {
+        await ensureMirror(mirror, pipeline.url, await git(this.#root));
+        const mg = await git(mirror);
+        const branchRef = `refs/remotes/origin/${pipeline.branch}`;
+        log(`git fetch ${redactUrl(pipeline.url)} ${pipeline.branch}`);
+        const started = Date.now();
+        await mg.raw(['fetch', '--quiet', '--no-tags', '--prune', 'origin', `+refs/heads/${pipeline.branch}:${branchRef}`]);
+        let commit = req.commit;
+        if (commit === null) {
+          commit = (await mg.raw(['rev-parse', '--verify', `${branchRef}^{commit}`])).trim();
+          log(`branch ${pipeline.branch} is at ${commit}`);
+        } else if (!(await hasCommit(mg, commit))) {
+          // A push can be followed by a force-push before we fetch: ask for the commit itself.
+          log(`commit ${commit} is no longer on ${pipeline.branch}; fetching it directly`);
+          await mg.raw(['fetch', '--quiet', '--no-tags', 'origin', commit]).catch((err) => {
+            throw new DeployerError('git_failed', `commit ${commit} cannot be fetched from ${redactUrl(pipeline.url)}: ${firstLine(err)}`);
+          });
+        }
+        log(`fetched in ${Date.now() - started} ms`);
+        const [subject = '', author = ''] = (await mg.raw(['log', '-1', '--format=%s%x00%an', commit])).trim().split('\0');
+        const workRoot = join(this.#config.dataDir, 'work');
+        await mkdir(workRoot, { recursive: true });
+        const dir = await mkdtemp(join(workRoot, `${pipeline.name}-`));
+        await mg.raw(['worktree', 'add', '--detach', '--force', dir, commit]);
+        const files = (await mg.raw(['ls-tree', '-r', '-z', '--name-only', commit])).split('\0').filter((f) => f.length > 0);
+        log(`checked out ${commit.slice(0, 12)} "${subject}" (${files.length} files)`);
+        const cleanup = async () => {
+          await rm(dir, { recursive: true, force: true });
+          await createGit({ baseDir: mirror }).raw(['worktree', 'prune']).catch(() => undefined);
+        };
+        return { commit, subject, author, dir, files, cleanup };
+      } catch (err) {
+        if (err instanceof DeployerError) throw err;
+        if (signal.aborted) throw err;
+        throw new DeployerError('git_failed', `git: ${firstLine(err)}`, { retryable: true, cause: err });
+      }
+    });
+  }
+
+  async #locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(key) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(fn);
+    this.#locks.set(key, next);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(key) === next) this.#locks.delete(key);
+    }
+  }
+}
+
+async function ensureMirror(mirror: string, url: string, git: ReturnType<typeof createGit>): Promise<void> {
+  const exists = await stat(join(mirror, 'HEAD')).then(() => true, () => false);
+  if (!exists) {
+    await mkdir(mirror, { recursive: true });
+    await git.raw(['init', '--quiet', '--bare', mirror]);
+    await git.raw(['--git-dir', mirror, 'remote', 'add', 'origin', url]);
+  } else {
+    // The configured URL may have changed since the mirror was made.
+    await git.raw(['--git-dir', mirror, 'remote', 'set-url', 'origin', url]);
+  }
+}
+
+async function hasCommit(git: ReturnType<typeof createGit>, sha: string): Promise<boolean> {
+  try {
+    await git.raw(['cat-file', '-e', `${sha}^{commit}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Strips user:password@ from URLs before they reach a log. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1');
+}
+
+function firstLine(err: unknown): string {
+  return errorMessage(err).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('hint:'))[0] ?? 'failed';
+}

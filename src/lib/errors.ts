@@ -1,0 +1,40 @@
+/**
+ * Typed errors. `code` says what happened, `retryable` whether trying again can help;
+ * callers branch on these, never on message text.
+ */
+export type ErrorCode =
+  | 'config_invalid'
+  | 'git_failed'
+  | 'build_failed'
+  | 'push_failed'
+  | 'registry_auth'
+  | 'service_missing'
+  | 'update_out_of_sequence'
+  | 'deploy_failed'
+  | 'docker_unavailable'
+  | 'cancelled'
+  | 'timed_out'
+  | 'not_found'
+  | 'invalid_input';
+
+export class DeployerError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message: string, opts: { retryable?: boolean; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'DeployerError';
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** First line only, trimmed: run and stage errors are one-line reasons. */
+export function oneLine(text: string, max = 500): string {
+  const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}

@@ -1,0 +1,27 @@
+import type { RunStatus, StageName, StageStatus } from './states.ts';
+
+/**
+ * What a worker reports about a run. Workers never write the store: they publish these
+ * through Redis (src/queue/event-bus.ts) and the process that owns the store applies
+ * them (src/store/apply-event.ts). Times are ISO strings set where the thing happened.
+ */
+export type RunEvent =
+  | { type: 'run.started'; runId: string; at: string; worker: string }
+  | { type: 'run.commit'; runId: string; commit: string; subject: string; author: string }
+  | { type: 'stage.started'; runId: string; stage: StageName; at: string }
+  | { type: 'stage.finished'; runId: string; stage: StageName; status: StageStatus; at: string; error?: string }
+  | { type: 'log'; runId: string; stage: StageName | null; at: string; lines: string[] }
+  | { type: 'image'; runId: string; ref: string; digest: string }
+  | { type: 'deployed'; runId: string; service: string; image: string; digest: string; commit: string; at: string }
+  | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string };
+
+export type RunEventType = RunEvent['type'];
+
+/** Where a running stage sends its output, one line at a time. */
+export type LineSink = (line: string) => void;
+
+export interface RunReporter {
+  emit(event: RunEvent): void;
+  /** Resolves once everything emitted so far is durable in Redis. */
+  flush(): Promise<void>;
+}

@@ -1,0 +1,67 @@
+import type { DeploySettings, PipelineConfig } from '../config/types.ts';
+import type { LineSink } from './events.ts';
+
+/**
+ * The adapters a run needs. The runner depends on these interfaces only; src/git and
+ * src/docker implement them against simple-git and dockerode.
+ */
+export interface Checkout {
+  commit: string;
+  subject: string;
+  author: string;
+  /** Root of a clean work tree holding exactly the commit's files. */
+  dir: string;
+  /** Every tracked file, relative to `dir` (what a build context may contain). */
+  files: string[];
+  cleanup(): Promise<void>;
+}
+
+export interface SourcePort {
+  /** Fetches `commit` (or the branch head when null) and checks it out in a fresh work tree. */
+  checkout(req: { pipeline: PipelineConfig; commit: string | null; signal: AbortSignal; log: LineSink }): Promise<Checkout>;
+}
+
+export interface BuildRequest {
+  contextDir: string;
+  /** Candidate files relative to contextDir; .dockerignore is applied on top. */
+  files: string[];
+  dockerfile: string;
+  args: Record<string, string>;
+  target: string | undefined;
+  labels: Record<string, string>;
+  /** Full references "repo:tag"; the first is the build tag, the rest are added after. */
+  tags: string[];
+  signal: AbortSignal;
+  log: LineSink;
+}
+
+export interface BuildPort {
+  build(req: BuildRequest): Promise<{ imageId: string }>;
+}
+
+export interface PushPort {
+  /** Pushes repository:tag; resolves with the manifest digest the registry reported. */
+  push(req: { repository: string; registry: string; tag: string; signal: AbortSignal; log: LineSink }): Promise<{ digest: string }>;
+}
+
+export interface DeployRequest {
+  service: string;
+  /** Full reference, pinned: "repo:tag@sha256:…". */
+  image: string;
+  registry: string;
+  settings: DeploySettings;
+  signal: AbortSignal;
+  log: LineSink;
+}
+
+export interface DeployPort {
+  /** Updates the service and watches the rollout; resolves only when it truly converged. */
+  deploy(req: DeployRequest): Promise<void>;
+}
+
+export interface RunPorts {
+  source: SourcePort;
+  builder: BuildPort;
+  pusher: PushPort;
+  deployer: DeployPort;
+}

@@ -1,0 +1,50 @@
+/**
+ * Run and stage status: closed sets, and every allowed transition in this one file.
+ * The store refuses anything else, so a late or duplicated event cannot move a
+ * finished run back to life.
+ */
+export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'superseded'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+export const STAGE_NAMES = ['fetch', 'build', 'push', 'deploy'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
+export const STAGE_STATUSES = ['pending', 'running', 'succeeded', 'failed', 'skipped', 'cancelled'] as const;
+export type StageStatus = (typeof STAGE_STATUSES)[number];
+
+export type Trigger = 'push' | 'rebuild' | 'rollback' | 'poll';
+
+const runTransitions: Record<RunStatus, readonly RunStatus[]> = {
+  queued: ['running', 'cancelled', 'superseded', 'failed'],
+  // running -> queued: the worker died and the job is retried from the start.
+  running: ['succeeded', 'failed', 'cancelled', 'queued'],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+  superseded: [],
+};
+
+const stageTransitions: Record<StageStatus, readonly StageStatus[]> = {
+  pending: ['running', 'skipped', 'cancelled'],
+  running: ['succeeded', 'failed', 'cancelled', 'pending'],
+  succeeded: ['pending'],
+  failed: ['pending'],
+  skipped: ['pending'],
+  cancelled: ['pending'],
+};
+
+export function canTransitionRun(from: RunStatus, to: RunStatus): boolean {
+  return runTransitions[from].includes(to);
+}
+
+export function canTransitionStage(from: StageStatus, to: StageStatus): boolean {
+  return stageTransitions[from].includes(to);
+}
+
+export function isTerminal(status: RunStatus): boolean {
+  return runTransitions[status].length === 0;
+}
+
+export function isRunStatus(value: string): value is RunStatus {
+  return (RUN_STATUSES as readonly string[]).includes(value);
+}

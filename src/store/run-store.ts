@@ -1,0 +1,288 @@
+import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import type { RunEvent } from '../pipeline/events.ts';
+import { canTransitionRun, canTransitionStage, STAGE_NAMES, type RunStatus, type StageName, type StageStatus, type Trigger } from '../pipeline/states.ts';
+import { transaction } from './db.ts';
+import { newId } from './ids.ts';
+
+export interface StageView {
+  name: StageName;
+  status: StageStatus;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+}
+
+export interface RunView {
+  id: string;
+  pipeline: string;
+  commit: string | null;
+  subject: string | null;
+  author: string | null;
+  status: RunStatus;
+  trigger: Trigger;
+  stages: StageView[];
+  image: { ref: string; digest: string } | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+  deliveryId: string | null;
+  requestedBy: string | null;
+  attempts: number;
+}
+
+export interface DeploymentView {
+  id: string;
+  pipeline: string;
+  service: string;
+  image: string;
+  digest: string;
+  commit: string;
+  runId: string;
+  deployedAt: string;
+  replacedAt: string | null;
+}
+
+export interface NewRun {
+  pipeline: string;
+  trigger: Trigger;
+  commit: string | null;
+  subject?: string;
+  author?: string;
+  deliveryId?: string;
+  requestedBy?: string;
+}
+
+export type DeliveryOutcome = { runs: string[] } | { ignored: string };
+
+interface RunRow {
+  id: string;
+  pipeline: string;
+  trigger: Trigger;
+  status: RunStatus;
+  commit_sha: string | null;
+  commit_subject: string | null;
+  commit_author: string | null;
+  delivery_id: string | null;
+  requested_by: string | null;
+  image_ref: string | null;
+  image_digest: string | null;
+  error: string | null;
+  attempts: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  seq: number;
+}
+
+/**
+ * The store's one writer-facing API. Only the process that owns the store uses it:
+ * HTTP handlers create runs, and the event applier turns worker events into rows.
+ */
+export class RunStore {
+  readonly #db: DatabaseSync;
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  get db(): DatabaseSync {
+    return this.#db;
+  }
+
+  /** Creates runs (and the delivery that caused them) atomically. */
+  createRuns(runs: NewRun[], delivery?: { id: string; event: string }): RunView[] {
+    const now = new Date().toISOString();
+    const ids = transaction(this.#db, () => {
+      const insertRun = this.#db.prepare(
+        `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, created_at)
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
+      );
+      const insertStage = this.#db.prepare(`INSERT INTO stages (run_id, position, name, status) VALUES (?, ?, ?, 'pending')`);
+      const created: string[] = [];
+      for (const r of runs) {
+        const id = newId('r');
+        insertRun.run(id, r.pipeline, r.trigger, r.commit, r.subject ?? null, r.author ?? null, r.deliveryId ?? null, r.requestedBy ?? null, now);
+        STAGE_NAMES.forEach((name, i) => insertStage.run(id, i, name));
+        created.push(id);
+      }
+      if (delivery) this.#recordDelivery(delivery.id, delivery.event, { runs: created }, now);
+      return created;
+    });
+    return ids.map((id) => this.getRun(id)!);
+  }
+
+  recordDelivery(id: string, event: string, outcome: DeliveryOutcome): void {
+    this.#recordDelivery(id, event, outcome, new Date().toISOString());
+  }
+
+  #recordDelivery(id: string, event: string, outcome: DeliveryOutcome, at: string): void {
+    this.#db.prepare('INSERT OR IGNORE INTO deliveries (id, event, received_at, outcome) VALUES (?, ?, ?, ?)').run(id, event, at, JSON.stringify(outcome));
+  }
+
+  findDelivery(id: string): DeliveryOutcome | undefined {
+    const row = this.#db.prepare('SELECT outcome FROM deliveries WHERE id = ?').get(id) as { outcome: string } | undefined;
+    return row ? (JSON.parse(row.outcome) as DeliveryOutcome) : undefined;
+  }
+
+  /** Undoes createRuns when the runs could not be queued, so a redelivery starts afresh. */
+  forgetRuns(ids: string[], deliveryId?: string): void {
+    transaction(this.#db, () => {
+      for (const id of ids) this.#db.prepare('DELETE FROM runs WHERE id = ?').run(id);
+      if (deliveryId) this.#db.prepare('DELETE FROM deliveries WHERE id = ?').run(deliveryId);
+    });
+  }
+
+  getRun(id: string): RunView | undefined {
+    const row = this.#db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    return row ? this.#view(row) : undefined;
+  }
+
+  /** Newest first; `before` is the opaque cursor returned as `next`. */
+  listRuns(pipeline: string, limit: number, before?: number): { runs: RunView[]; next: number | null } {
+    const rows = (
+      before === undefined
+        ? this.#db.prepare('SELECT * FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT ?').all(pipeline, limit + 1)
+        : this.#db.prepare('SELECT * FROM runs WHERE pipeline = ? AND seq < ? ORDER BY seq DESC LIMIT ?').all(pipeline, before, limit + 1)
+    ) as unknown as RunRow[];
+    const more = rows.length > limit;
+    const page = rows.slice(0, limit);
+    return { runs: page.map((r) => this.#view(r)), next: more ? page[page.length - 1]!.seq : null };
+  }
+
+  lastRun(pipeline: string): RunView | undefined {
+    const row = this.#db.prepare('SELECT * FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT 1').get(pipeline) as RunRow | undefined;
+    return row ? this.#view(row) : undefined;
+  }
+
+  runsWithStatus(statuses: RunStatus[]): RunView[] {
+    const rows = this.#db
+      .prepare(`SELECT * FROM runs WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY seq`)
+      .all(...statuses) as unknown as RunRow[];
+    return rows.map((r) => this.#view(r));
+  }
+
+  /** The deployment currently serving (latest, on any of the pipeline's services). */
+  currentDeployment(pipeline: string): DeploymentView | undefined {
+    const row = this.#db
+      .prepare('SELECT * FROM deployments WHERE pipeline = ? AND replaced_at IS NULL ORDER BY seq DESC LIMIT 1')
+      .get(pipeline) as Record<string, string> | undefined;
+    return row ? deploymentView(row) : undefined;
+  }
+
+  deployments(pipeline: string, limit = 100): DeploymentView[] {
+    const rows = this.#db.prepare('SELECT * FROM deployments WHERE pipeline = ? ORDER BY seq DESC LIMIT ?').all(pipeline, limit) as Record<string, string>[];
+    return rows.map(deploymentView);
+  }
+
+  /** The whole log, chunk by chunk, without loading it all at once. */
+  *logChunks(runId: string): Generator<string> {
+    const stmt = this.#db.prepare('SELECT text FROM log_chunks WHERE run_id = ? ORDER BY seq');
+    for (const row of stmt.iterate(runId) as Iterable<{ text: string }>) yield row.text;
+  }
+
+  /**
+   * Applies one worker event. Returns false (and changes nothing) when it would be an
+   * illegal transition, e.g. a late event for a run that was already cancelled.
+   */
+  apply(e: RunEvent): boolean {
+    switch (e.type) {
+      case 'run.started':
+        return this.#transitionRun(e.runId, 'running', { started_at: e.at, worker: e.worker }, true);
+      case 'run.finished':
+        return this.#transitionRun(e.runId, e.status, { finished_at: e.at, error: e.error ?? null });
+      case 'run.commit':
+        this.#db
+          .prepare('UPDATE runs SET commit_sha = ?, commit_subject = ?, commit_author = ? WHERE id = ? AND (commit_sha IS NULL OR commit_sha = ?)')
+          .run(e.commit, e.subject, e.author, e.runId, e.commit);
+        return true;
+      case 'stage.started':
+        return this.#transitionStage(e.runId, e.stage, 'running', { started_at: e.at, finished_at: null, error: null });
+      case 'stage.finished':
+        return this.#transitionStage(e.runId, e.stage, e.status, { finished_at: e.at, error: e.error ?? null });
+      case 'log':
+        this.appendLog(e.runId, e.stage, e.at, e.lines);
+        return true;
+      case 'image':
+        this.#db.prepare('UPDATE runs SET image_ref = ?, image_digest = ? WHERE id = ?').run(e.ref, e.digest, e.runId);
+        return true;
+      case 'deployed': {
+        const run = this.getRun(e.runId);
+        if (!run) return false;
+        transaction(this.#db, () => {
+          this.#db
+            .prepare('UPDATE deployments SET replaced_at = ? WHERE pipeline = ? AND service = ? AND replaced_at IS NULL')
+            .run(e.at, run.pipeline, e.service);
+          this.#db
+            .prepare(
+              'INSERT INTO deployments (id, pipeline, service, image_ref, digest, commit_sha, run_id, deployed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            )
+            .run(newId('d'), run.pipeline, e.service, e.image, e.digest, e.commit, e.runId, e.at);
+        });
+        return true;
+      }
+    }
+  }
+
+  appendLog(runId: string, stage: string | null, at: string, lines: string[]): void {
+    if (lines.length === 0) return;
+    const next = this.#db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM log_chunks WHERE run_id = ?').get(runId) as { n: number };
+    this.#db
+      .prepare('INSERT INTO log_chunks (run_id, seq, stage, at, lines, text) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(runId, next.n, stage, at, lines.length, `${lines.join('\n')}\n`);
+  }
+
+  #transitionRun(id: string, to: RunStatus, fields: Record<string, SQLInputValue>, countAttempt = false): boolean {
+    const row = this.#db.prepare('SELECT status FROM runs WHERE id = ?').get(id) as { status: RunStatus } | undefined;
+    if (!row || !canTransitionRun(row.status, to)) return false;
+    const sets = Object.keys(fields).map((k) => `${k} = ?`);
+    if (countAttempt) sets.push('attempts = attempts + 1');
+    this.#db.prepare(`UPDATE runs SET status = ?, ${sets.join(', ')} WHERE id = ?`).run(to, ...Object.values(fields), id);
+    return true;
+  }
+
+  #transitionStage(runId: string, stage: StageName, to: StageStatus, fields: Record<string, SQLInputValue>): boolean {
+    const row = this.#db.prepare('SELECT status FROM stages WHERE run_id = ? AND name = ?').get(runId, stage) as { status: StageStatus } | undefined;
+    if (!row || !canTransitionStage(row.status, to)) return false;
+    const sets = Object.keys(fields).map((k) => `${k} = ?`);
+    this.#db.prepare(`UPDATE stages SET status = ?, ${sets.join(', ')} WHERE run_id = ? AND name = ?`).run(to, ...Object.values(fields), runId, stage);
+    return true;
+  }
+
+  #view(row: RunRow): RunView {
+    const stages = this.#db
+      .prepare('SELECT name, status, started_at, finished_at, error FROM stages WHERE run_id = ? ORDER BY position')
+      .all(row.id) as { name: StageName; status: StageStatus; started_at: string | null; finished_at: string | null; error: string | null }[];
+    return {
+      id: row.id,
+      pipeline: row.pipeline,
+      commit: row.commit_sha,
+      subject: row.commit_subject,
+      author: row.commit_author,
+      status: row.status,
+      trigger: row.trigger,
+      stages: stages.map((s) => ({ name: s.name, status: s.status, startedAt: s.started_at, finishedAt: s.finished_at, error: s.error })),
+      image: row.image_ref && row.image_digest ? { ref: row.image_ref, digest: row.image_digest } : null,
+      createdAt: row.created_at,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
+      error: row.error,
+      deliveryId: row.delivery_id,
+      requestedBy: row.requested_by,
+      attempts: row.attempts,
+    };
+  }
+}
+
+function deploymentView(row: Record<string, string>): DeploymentView {
+  return {
+    id: row.id!,
+    pipeline: row.pipeline!,
+    service: row.service!,
+    image: row.image_ref!,
+    digest: row.digest!,
+    commit: row.commit_sha!,
+    runId: row.run_id!,
+    deployedAt: row.deployed_at!,
+    replacedAt: row.replaced_at ?? null,
+  };
+}

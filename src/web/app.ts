@@ -1,0 +1,84 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.ts';
+import type { RunJobData } from '../queue/run-queue.ts';
+import type { RunStore } from '../store/run-store.ts';
+import { apiRoutes } from './routes/api.ts';
+import { pageRoutes } from './routes/pages.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
+
+export interface HealthCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+export interface AppDeps {
+  config: Config;
+  store: RunStore;
+  queues: { enqueue(job: RunJobData): Promise<void> };
+  health: HealthCheck[];
+  logger: Logger;
+}
+
+/** Builds the HTTP app without listening, so tests can `inject()` or listen on port 0. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    disableRequestLogging: false,
+    bodyLimit: 1024 * 1024,
+    trustProxy: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
+  });
+
+  // One error handler: client errors keep their message, server errors never leak details.
+  app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status >= 500) {
+      req.log.error({ err: { message: err.message } }, 'request failed');
+      return reply.code(status).send({ error: 'internal error' });
+    }
+    return reply.code(status).send({ error: err.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('x-frame-options', 'DENY');
+    reply.header('x-content-type-options', 'nosniff');
+    return payload;
+  });
+
+  await app.register(async (scope) => webhookRoutes(scope, deps));
+  await app.register(async (scope) => apiRoutes(scope, deps));
+  await app.register(async (scope) => pageRoutes(scope, deps));
+
+  app.get('/healthz', async (_req, reply) => {
+    const results = await Promise.all(
+      deps.health.map(async (h) => {
+        try {
+          await withTimeout(h.check(), 2000);
+          return [h.name, 'ok'] as const;
+        } catch (err) {
+          return [h.name, (err as Error).message || 'failed'] as const;
+        }
+      }),
+    );
+    const failing = results.filter(([, r]) => r !== 'ok').map(([n]) => n);
+    return reply.code(failing.length ? 503 : 200).send({ status: failing.length ? 'unavailable' : 'ok', failing, checks: Object.fromEntries(results) });
+  });
+  return app;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}

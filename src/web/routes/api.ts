@@ -1,0 +1,91 @@
+import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import type { PipelineConfig } from '../../config/types.ts';
+import type { RunView } from '../../store/run-store.ts';
+import type { AppDeps } from '../app.ts';
+import { requireAdmin } from '../auth.ts';
+
+const NameParams = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$' }) });
+const RunParams = Type.Object({ id: Type.String({ pattern: '^r[a-z0-9]{8,30}$' }) });
+const PageQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    before: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+/** The JSON API. Handlers stay thin: the store and queues do the work. */
+export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const admin = requireAdmin(deps.config.auth.adminToken);
+  const pipelineOr404 = (name: string): PipelineConfig | undefined => deps.config.pipelines.find((p) => p.name === name);
+
+  app.get('/api/pipelines', async () => deps.config.pipelines.map((p) => pipelineView(deps, p)));
+
+  app.get<{ Params: { name: string } }>('/api/pipelines/:name', { schema: { params: NameParams } }, async (req, reply) => {
+    const p = pipelineOr404(req.params.name);
+    if (!p) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+    return pipelineView(deps, p);
+  });
+
+  app.get<{ Params: { name: string }; Querystring: { limit?: number; before?: number } }>(
+    '/api/pipelines/:name/runs',
+    { schema: { params: NameParams, querystring: PageQuery } },
+    async (req, reply) => {
+      if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+      return deps.store.listRuns(req.params.name, req.query.limit ?? 50, req.query.before);
+    },
+  );
+
+  app.get<{ Params: { name: string } }>('/api/pipelines/:name/deployments', { schema: { params: NameParams } }, async (req, reply) => {
+    if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+    return deps.store.deployments(req.params.name);
+  });
+
+  app.post<{ Params: { name: string } }>(
+    '/api/pipelines/:name/rebuild',
+    { schema: { params: NameParams }, preHandler: admin },
+    async (req, reply) => {
+      const p = pipelineOr404(req.params.name);
+      if (!p) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+      const [run] = deps.store.createRuns([{ pipeline: p.name, trigger: 'rebuild', commit: null, requestedBy: 'admin' }]);
+      try {
+        await deps.queues.enqueue({ runId: run!.id, pipeline: p.name, commit: null });
+      } catch (err) {
+        deps.store.forgetRuns([run!.id]);
+        req.log.error({ err: { message: (err as Error).message } }, 'could not enqueue rebuild');
+        return reply.code(503).send({ error: 'queue unavailable; retry later' });
+      }
+      return reply.code(202).send({ run: run!.id });
+    },
+  );
+
+  app.get<{ Params: { id: string } }>('/api/runs/:id', { schema: { params: RunParams } }, async (req, reply) => {
+    const run = deps.store.getRun(req.params.id);
+    if (!run) return reply.code(404).send({ error: `no run "${req.params.id}"` });
+    return run;
+  });
+
+  app.get<{ Params: { id: string } }>('/api/runs/:id/log', { schema: { params: RunParams } }, async (req, reply) => {
+    const run = deps.store.getRun(req.params.id);
+    if (!run) return reply.code(404).send({ error: `no run "${req.params.id}"` });
+    // Streamed chunk by chunk from the store: a huge log never sits in memory whole.
+    const { Readable } = await import('node:stream');
+    return reply.type('text/plain; charset=utf-8').send(Readable.from(deps.store.logChunks(run.id)));
+  });
+}
+
+export function pipelineView(deps: AppDeps, p: PipelineConfig) {
+  const last: RunView | undefined = deps.store.lastRun(p.name);
+  const d = deps.store.currentDeployment(p.name);
+  return {
+    name: p.name,
+    repo: p.repo,
+    branch: p.branch,
+    image: p.image,
+    tag: p.tag,
+    services: p.services,
+    lastRun: last ? { id: last.id, status: last.status, commit: last.commit, trigger: last.trigger, createdAt: last.createdAt, finishedAt: last.finishedAt, error: last.error } : null,
+    deployed: d ? { commit: d.commit, image: d.image, digest: d.digest, at: d.deployedAt, run: d.runId } : null,
+  };
+}

@@ -1,0 +1,60 @@
+import type { FastifyInstance } from 'fastify';
+import { isTerminal } from '../../pipeline/states.ts';
+import type { AppDeps } from '../app.ts';
+import { badge, esc, layout, short } from '../html.ts';
+import { pipelineView } from './api.ts';
+
+/**
+ * Minimal server-rendered pages. Write actions go through the JSON API with the admin
+ * token (asked once, kept in sessionStorage), so no token is ever part of a page.
+ */
+const rebuildScript = `<script>
+async function rebuild(name){
+  let t=sessionStorage.getItem('deployerToken')||prompt('Admin token');if(!t)return;
+  const r=await fetch('/api/pipelines/'+encodeURIComponent(name)+'/rebuild',{method:'POST',headers:{authorization:'Bearer '+t}});
+  if(r.status===401){sessionStorage.removeItem('deployerToken');alert('Token refused');return}
+  sessionStorage.setItem('deployerToken',t);const j=await r.json();if(j.run)location.href='/runs/'+j.run;else alert(j.error||r.status)}
+</script>`;
+
+export async function pageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  app.get('/', async (_req, reply) => {
+    const rows = deps.config.pipelines.map((p) => {
+      const v = pipelineView(deps, p);
+      return `<tr><td><a href="/pipelines/${esc(p.name)}">${esc(p.name)}</a><br><code>${esc(p.repo)}@${esc(p.branch)}</code></td>
+<td>${v.lastRun ? `<a href="/runs/${esc(v.lastRun.id)}">${badge(v.lastRun.status)}</a> ${short(v.lastRun.commit)}` : '—'}</td>
+<td>${v.deployed ? `${short(v.deployed.commit)} <code>${esc(v.deployed.digest.slice(0, 19))}</code><br>${esc(v.deployed.at)}` : 'nothing deployed yet'}</td>
+<td>${esc(p.services.join(', '))}</td><td><button onclick="rebuild('${esc(p.name)}')">Rebuild</button></td></tr>`;
+    });
+    const body = `<h1>Pipelines</h1><table><tr><th>Pipeline</th><th>Last run</th><th>Deployed</th><th>Services</th><th></th></tr>${rows.join('')}</table>${rebuildScript}`;
+    return reply.type('text/html; charset=utf-8').send(layout('Pipelines', body));
+  });
+
+  app.get<{ Params: { name: string } }>('/pipelines/:name', async (req, reply) => {
+    const p = deps.config.pipelines.find((x) => x.name === req.params.name);
+    if (!p) return reply.code(404).type('text/html; charset=utf-8').send(layout('Not found', `<p>No pipeline ${esc(req.params.name)}.</p>`));
+    const { runs } = deps.store.listRuns(p.name, 50);
+    const rows = runs.map(
+      (r) => `<tr><td><a href="/runs/${esc(r.id)}">${esc(r.id)}</a></td><td>${badge(r.status)}</td><td>${short(r.commit)} ${esc(r.subject ?? '')}</td>
+<td>${esc(r.trigger)}</td><td>${esc(r.createdAt)}</td><td>${esc(r.error ?? '')}</td></tr>`,
+    );
+    const body = `<h1>${esc(p.name)}</h1><p><code>${esc(p.repo)}@${esc(p.branch)}</code> → <code>${esc(p.image)}:${esc(p.tag)}</code> → ${esc(p.services.join(', '))}
+<button onclick="rebuild('${esc(p.name)}')">Rebuild</button></p><table><tr><th>Run</th><th>Status</th><th>Commit</th><th>Trigger</th><th>Created</th><th>Error</th></tr>${rows.join('')}</table>${rebuildScript}`;
+    return reply.type('text/html; charset=utf-8').send(layout(p.name, body));
+  });
+
+  app.get<{ Params: { id: string } }>('/runs/:id', async (req, reply) => {
+    const run = /^r[a-z0-9]{8,30}$/.test(req.params.id) ? deps.store.getRun(req.params.id) : undefined;
+    if (!run) return reply.code(404).type('text/html; charset=utf-8').send(layout('Not found', `<p>No run ${esc(req.params.id)}.</p>`));
+    const stages = run.stages
+      .map((s) => `<tr><td>${esc(s.name)}</td><td>${badge(s.status)}</td><td>${esc(s.startedAt ?? '')}</td><td>${esc(s.finishedAt ?? '')}</td><td>${esc(s.error ?? '')}</td></tr>`)
+      .join('');
+    const log = [...deps.store.logChunks(run.id)].join('');
+    const body = `<h1>Run ${esc(run.id)} ${badge(run.status)}</h1>
+<p>Pipeline <a href="/pipelines/${esc(run.pipeline)}">${esc(run.pipeline)}</a> · commit <code>${esc(run.commit ?? 'branch head')}</code> ${esc(run.subject ?? '')} · trigger ${esc(run.trigger)}
+${run.image ? `<br>image <code>${esc(run.image.ref)}</code>` : ''}${run.error ? `<br><strong>Error:</strong> ${esc(run.error)}` : ''}</p>
+<p><button onclick="rebuild('${esc(run.pipeline)}')">Rebuild</button></p>
+<table><tr><th>Stage</th><th>Status</th><th>Started</th><th>Finished</th><th>Error</th></tr>${stages}</table>
+<h2>Log</h2><pre class="log">${esc(log)}</pre>${rebuildScript}`;
+    return reply.type('text/html; charset=utf-8').send(layout(`Run ${run.id}`, body, isTerminal(run.status) ? {} : { refreshSeconds: 2 }));
+  });
+}

@@ -1,0 +1,91 @@
+import { Webhooks } from '@octokit/webhooks';
+import type { FastifyInstance } from 'fastify';
+import { routeWebhook } from '../../pipeline/routing.ts';
+import type { AppDeps } from '../app.ts';
+
+/** GitHub's own cap on a delivery; anything larger is not from GitHub. */
+export const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
+
+/**
+ * POST /webhooks/github. The signature covers the raw bytes, so the body is kept as a
+ * buffer and verified before anything parses it. Every accepted delivery is recorded
+ * (with the runs it created) before the 202, and a redelivery gets the same answer.
+ */
+export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const webhooks = new Webhooks({ secret: deps.config.github.webhookSecret.reveal() });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_req, body, done) => done(null, body));
+
+  app.post('/webhooks/github', { bodyLimit: WEBHOOK_BODY_LIMIT }, async (req, reply) => {
+    const event = header(req.headers['x-github-event']);
+    const delivery = header(req.headers['x-github-delivery']);
+    const signature = header(req.headers['x-hub-signature-256']);
+    if (!event || !delivery) return reply.code(400).send({ error: 'missing X-GitHub-Event or X-GitHub-Delivery header' });
+    if (!/^[\w.-]{1,200}$/.test(delivery)) return reply.code(400).send({ error: 'malformed X-GitHub-Delivery header' });
+    if (!signature) return reply.code(401).send({ error: 'missing X-Hub-Signature-256 header' });
+    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    const text = raw.toString('utf8');
+    let valid = false;
+    try {
+      valid = await webhooks.verify(text, signature);
+    } catch {
+      valid = false;
+    }
+    if (!valid) return reply.code(401).send({ error: 'signature does not match' });
+
+    let payload: unknown;
+    try {
+      payload = JSON.parse(jsonText(text, req.headers['content-type']));
+    } catch {
+      return reply.code(400).send({ error: 'body is not valid JSON' });
+    }
+
+    // No await between looking up the delivery and recording it: no duplicate can slip in.
+    const known = deps.store.findDelivery(delivery);
+    if (known) return reply.code(202).send(known);
+    const decision = routeWebhook(event, payload, deps.config.pipelines);
+    if (decision.kind === 'ping') {
+      deps.store.recordDelivery(delivery, event, { ignored: 'ping' });
+      return reply.code(200).send({ ok: true });
+    }
+    if (decision.kind === 'ignore') {
+      deps.store.recordDelivery(delivery, event, { ignored: decision.reason });
+      return reply.code(202).send({ ignored: decision.reason });
+    }
+    const runs = deps.store.createRuns(
+      decision.pipelines.map((p) => ({
+        pipeline: p.name,
+        trigger: 'push' as const,
+        commit: decision.push.after,
+        subject: decision.push.headSubject,
+        author: decision.push.headAuthor,
+        deliveryId: delivery,
+      })),
+      { id: delivery, event },
+    );
+    try {
+      for (const run of runs) await deps.queues.enqueue({ runId: run.id, pipeline: run.pipeline, commit: run.commit });
+    } catch (err) {
+      // Not queued means not accepted: forget it so GitHub's redelivery starts afresh.
+      deps.store.forgetRuns(runs.map((r) => r.id), delivery);
+      req.log.error({ err: { message: (err as Error).message }, delivery }, 'could not enqueue runs');
+      return reply.code(503).send({ error: 'queue unavailable; retry later' });
+    }
+    req.log.info({ delivery, runs: runs.map((r) => r.id), commit: decision.push.after }, 'push accepted');
+    return reply.code(202).send({ runs: runs.map((r) => r.id) });
+  });
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** GitHub can send form-encoded deliveries: the JSON is then the `payload` field. */
+function jsonText(body: string, contentType: string | undefined): string {
+  if (contentType?.startsWith('application/x-www-form-urlencoded')) {
+    const payload = new URLSearchParams(body).get('payload');
+    if (payload === null) throw new Error('no payload field');
+    return payload;
+  }
+  return body;
+}
