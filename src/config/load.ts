@@ -236,7 +236,7 @@ function substitute(node: unknown, path: string, env: Env, issues: ConfigIssue[]
       const value = env[name];
       if (value === undefined || value === '') {
         issues.push({ path, message: `environment variable ${name} is not set` });
-        return '';
+        return whole; // keep the text so no second error cascades from an empty value
       }
       return value;
     });

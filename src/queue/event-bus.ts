@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { withTimeout } from '../lib/timeout.ts';
 import type { RunEvent, RunReporter } from '../pipeline/events.ts';
 import type { StageName } from '../pipeline/states.ts';
 
@@ -96,8 +97,9 @@ export class EventConsumer extends EventEmitter {
 
   async stop(): Promise<void> {
     this.#running = false;
-    // The blocking XREADGROUP returns within its BLOCK timeout.
-    await this.#loop;
+    // The blocking XREADGROUP returns within its BLOCK timeout; a command stuck on a
+    // dead Redis does not, so give up waiting and let the caller's disconnect end it.
+    await withTimeout(this.#loop ?? Promise.resolve(), 2500, 'event consumer stop').catch(() => undefined);
   }
 
   async #run(): Promise<void> {

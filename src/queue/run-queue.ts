@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { withTimeout } from '../lib/timeout.ts';
 
 /** What a queued job carries: ids only, never secrets or config. */
 export interface RunJobData {
@@ -7,6 +8,8 @@ export interface RunJobData {
   pipeline: string;
   commit: string | null;
 }
+
+const ENQUEUE_TIMEOUT_MS = 3000;
 
 export function queueName(pipeline: string): string {
   return `pipeline-${pipeline}`;
@@ -25,19 +28,23 @@ export class RunQueues {
     this.#connection = connection;
     this.#prefix = prefix;
     for (const p of pipelines) {
-      this.#queues.set(p, new Queue<RunJobData>(queueName(p), { connection, prefix, skipVersionCheck: false }));
+      const q = new Queue<RunJobData>(queueName(p), { connection, prefix });
+      // Errors surface through enqueue(); without a listener they would be unhandled.
+      q.on('error', () => undefined);
+      this.#queues.set(p, q);
     }
   }
 
   async enqueue(data: RunJobData): Promise<void> {
     const q = this.#queues.get(data.pipeline);
     if (!q) throw new Error(`no queue for pipeline ${data.pipeline}`);
-    await q.add('run', data, {
-      jobId: data.runId,
-      attempts: 1,
-      removeOnComplete: { count: 1000 },
-      removeOnFail: { count: 1000 },
-    });
+    // BullMQ waits for a connection indefinitely; a webhook must fail fast instead, so
+    // GitHub gets a 503 and redelivers.
+    await withTimeout(
+      q.add('run', data, { jobId: data.runId, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } }),
+      ENQUEUE_TIMEOUT_MS,
+      'Redis did not accept the job',
+    );
   }
 
   get prefix(): string {
@@ -49,6 +56,7 @@ export class RunQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+    await Promise.all([...this.#queues.values()].map((q) => withTimeout(q.close(), 2000, 'queue close').catch(() => undefined)));
   }
 }
+

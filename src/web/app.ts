@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
+import { withTimeout } from '../lib/timeout.ts';
 import type { RunJobData } from '../queue/run-queue.ts';
 import type { RunStore } from '../store/run-store.ts';
 import { apiRoutes } from './routes/api.ts';
@@ -54,7 +55,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const results = await Promise.all(
       deps.health.map(async (h) => {
         try {
-          await withTimeout(h.check(), 2000);
+          await withTimeout(h.check(), 2000, 'no answer');
           return [h.name, 'ok'] as const;
         } catch (err) {
           return [h.name, (err as Error).message || 'failed'] as const;
@@ -67,18 +68,3 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   return app;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}

@@ -1,0 +1,58 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parseConfig } from '../../src/config/load.ts';
+import type { Config } from '../../src/config/types.ts';
+
+export const WEBHOOK_SECRET = `whsec-${randomBytes(8).toString('hex')}`;
+export const ADMIN_TOKEN = `admin-${randomBytes(12).toString('hex')}`;
+
+export interface TestPipeline {
+  name: string;
+  repo: string;
+  url?: string;
+  branch?: string;
+  image: string;
+  tag?: string;
+  services?: string[];
+  deploy?: Record<string, string>;
+}
+
+/**
+ * A real config file's text, parsed like the daemon parses it, with a fresh data dir
+ * and Redis prefix so tests never see each other's queues or runs.
+ */
+export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string }): Config {
+  const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
+  const env = {
+    GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN,
+    REGISTRY_PASSWORD: opts.registry?.password ?? 'unused',
+  };
+  const pipelines = opts.pipelines
+    .map((p) => {
+      const lines = [`  - name: ${p.name}`, `    repo: ${p.repo}`, `    image: ${p.image}`, `    services: ${JSON.stringify(p.services ?? [])}`];
+      if (p.url) lines.push(`    url: ${p.url}`);
+      if (p.branch) lines.push(`    branch: ${p.branch}`);
+      if (p.tag) lines.push(`    tag: ${p.tag}`);
+      if (p.deploy) lines.push(`    deploy: ${JSON.stringify(p.deploy)}`);
+      return lines.join('\n');
+    })
+    .join('\n');
+  const text = `listen: 127.0.0.1:0
+dataDir: ${dir}/data
+redis: ${opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'}
+redisPrefix: test-${randomBytes(6).toString('hex')}
+logLevel: ${process.env.TEST_LOG_LEVEL ?? 'silent'}
+github:
+  webhookSecret: \${GITHUB_WEBHOOK_SECRET}
+auth:
+  adminToken: \${DEPLOYER_ADMIN_TOKEN}
+docker:
+  host: ${opts.dockerHost ?? process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'}
+${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}pipelines:
+${pipelines}
+`;
+  return parseConfig(text, join(dir, 'deployer.yaml'), env);
+}
