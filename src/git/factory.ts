@@ -23,7 +23,6 @@ export function createGit(opts: GitOptions): SimpleGit {
     LANG: 'C.UTF-8',
     LC_ALL: 'C.UTF-8',
     GIT_TERMINAL_PROMPT: '0',
-    GIT_PAGER: 'cat',
     GIT_SSH_COMMAND: 'ssh -o BatchMode=yes',
     GIT_AUTHOR_NAME: 'deployer',
     GIT_AUTHOR_EMAIL: 'deployer@localhost',
@@ -41,6 +40,10 @@ export function createGit(opts: GitOptions): SimpleGit {
     maxConcurrentProcesses: 4,
     timeout: { block: opts.blockTimeoutMs ?? 120_000 },
     ...(opts.signal ? { abort: opts.signal } : {}),
+    // simple-git refuses these variables unless allowed: they are set here, never from input.
+    unsafe: { allowUnsafeSshCommand: true, allowUnsafeConfigEnvCount: true },
+    // simple-git 4 drops or refuses every GIT_* variable not listed here.
+    allowEnvironment: Object.keys(env).filter((k) => k.startsWith('GIT_')),
   });
   return git.env(env);
 }

@@ -29,8 +29,11 @@ export class GitSource implements SourcePort {
     return this.#locked(mirror, async () => {
       const git = async (baseDir: string) => createGit({ baseDir, signal, token });
       try {
-        await ensureMirror(mirror, pipeline.url, await git(this.#root));
+        // simple-git refuses a baseDir that does not exist, and --git-dir; so the mirror
+        // folder is made first and every command runs inside it.
+        await mkdir(mirror, { recursive: true });
         const mg = await git(mirror);
+        await ensureMirror(mirror, pipeline.url, mg);
         const branchRef = `refs/remotes/origin/${pipeline.branch}`;
         log(`git fetch ${redactUrl(pipeline.url)} ${pipeline.branch}`);
         const started = Date.now();
@@ -82,12 +85,11 @@ export class GitSource implements SourcePort {
 async function ensureMirror(mirror: string, url: string, git: ReturnType<typeof createGit>): Promise<void> {
   const exists = await stat(join(mirror, 'HEAD')).then(() => true, () => false);
   if (!exists) {
-    await mkdir(mirror, { recursive: true });
-    await git.raw(['init', '--quiet', '--bare', mirror]);
-    await git.raw(['--git-dir', mirror, 'remote', 'add', 'origin', url]);
+    await git.raw(['init', '--quiet', '--bare']);
+    await git.raw(['remote', 'add', 'origin', url]);
   } else {
     // The configured URL may have changed since the mirror was made.
-    await git.raw(['--git-dir', mirror, 'remote', 'set-url', 'origin', url]);
+    await git.raw(['remote', 'set-url', 'origin', url]);
   }
 }
 

@@ -22,7 +22,10 @@ export async function run(cmd: string, args: string[], opts: RunOptions): Promis
     maxBuffer: 16 * 1024 * 1024,
     encoding: 'utf8',
   });
-  // Always close stdin: a child waiting for input would otherwise hang until the timeout.
+  // Always close stdin: a child waiting for input would otherwise hang until
+  // the timeout. A fast child may already be gone: the resulting EPIPE would
+  // be an uncaught exception, and the exit status tells the real story anyway.
+  promise.child.stdin?.on('error', () => undefined);
   promise.child.stdin?.end(opts.input ?? '');
   try {
     const { stdout } = await promise;

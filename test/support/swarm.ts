@@ -22,6 +22,9 @@ const SITE_PORT = 8080;
 
 const docker = new Docker(); // honours DOCKER_HOST=unix://…
 
+const isNotFound = (err: unknown): boolean => (err as { statusCode?: number }).statusCode === 404;
+const hasTestLabel = (labels: Record<string, string> | null | undefined): boolean => labels?.[TEST_LABEL] === '1';
+
 /** Lowercase DNS-label-safe name (valid for services, networks, repos), ≤ 40 chars. */
 export function uniqueName(prefix: string): string {
   let p = prefix
@@ -153,7 +156,7 @@ export async function createTestService(opts: TestServiceOptions): Promise<strin
       typeof opts.healthcheck === 'string'
         ? opts.healthcheck
         : `wget -q -O /dev/null http://127.0.0.1:${SITE_PORT}/ || exit 1`;
-    args.push('--health-cmd', cmd, '--health-interval', '1s', '--health-timeout', '2s', '--health-retries', '2');
+    args.push('--health-cmd', cmd, '--health-interval', '500ms', '--health-timeout', '2s', '--health-retries', '2');
   }
   args.push(opts.image);
   const id = (await dockerCli(args, { registry: opts.registry })).trim();
@@ -241,30 +244,50 @@ async function fetchRoot(ip: string): Promise<string> {
 
 /**
  * Body of GET / on port 8080 from EVERY running task, fetched over HTTP
- * (ordered by slot). A task that stops while being asked is left out; one
- * that is still running but does not answer makes this throw.
+ * (ordered by slot). "Running" includes old tasks whose desired state is
+ * already shutdown but whose container still runs: during a start-first
+ * update both versions serve, and the caller wants to see that.
+ *
+ * Swarm keeps reporting a task as running for ~2.5 s after its container
+ * died, and docker_gwbridge hands the freed IP to the next container at once
+ * (seen: a dead task "served" another test's site). So every answer only
+ * counts if the task's container is still running AFTER the fetch: then it
+ * held that IP all along. Answers from dead containers are left out; a live
+ * container that does not answer makes this throw.
  */
 export async function serviceContents(serviceName: string): Promise<string[]> {
   const tasks = await runningTasks(serviceName);
   if (tasks.length === 0) return [];
   const ips = await gwbridgeIps();
-  const results = await Promise.allSettled(
-    tasks.map((t) => {
+  const answers = await Promise.all(
+    tasks.map(async (t): Promise<string | undefined> => {
       const containerId = t.Status.ContainerStatus?.ContainerID;
-      const ip = containerId ? ips.get(containerId) : undefined;
-      if (!ip) return Promise.reject(new Error(`task ${t.ID} (container ${containerId}) has no docker_gwbridge IP`));
-      return fetchRoot(ip);
+      if (!containerId) return undefined; // not started yet
+      const ip = ips.get(containerId);
+      let body: string | undefined;
+      let failure: unknown;
+      try {
+        if (!ip) throw new Error(`task ${t.ID} (container ${containerId}) has no docker_gwbridge IP`);
+        body = await fetchRoot(ip);
+      } catch (err) {
+        failure = err;
+      }
+      if (!(await containerRunning(containerId))) return undefined;
+      if (failure !== undefined) throw failure;
+      return body;
     }),
   );
-  const stillRunning = results.some((r) => r.status === 'rejected')
-    ? new Set((await runningTasks(serviceName)).map((t) => t.ID))
-    : undefined;
-  const bodies: string[] = [];
-  results.forEach((r, i) => {
-    if (r.status === 'fulfilled') bodies.push(r.value);
-    else if (stillRunning?.has(tasks[i]!.ID)) throw r.reason;
-  });
-  return bodies;
+  return answers.filter((a): a is string => a !== undefined);
+}
+
+async function containerRunning(id: string): Promise<boolean> {
+  try {
+    const info = await docker.getContainer(id).inspect();
+    return info.State.Running && !info.State.Restarting;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
 }
 
 /** Polls until there is at least one running task and all of them serve exactly `expected`. */
@@ -296,9 +319,6 @@ export async function serviceImage(serviceName: string): Promise<string> {
   if (!image) throw new Error(`service ${serviceName} has no ContainerSpec.Image`);
   return image;
 }
-
-const isNotFound = (err: unknown): boolean => (err as { statusCode?: number }).statusCode === 404;
-const hasTestLabel = (labels: Record<string, string> | null | undefined): boolean => labels?.[TEST_LABEL] === '1';
 
 /**
  * Removes the named services, containers and networks (any mix), but only

@@ -1,0 +1,151 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/types.ts';
+import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { queueName } from '../../src/queue/run-queue.ts';
+import { testConfig } from '../helpers/config.ts';
+import { deliver, pushPayload } from '../helpers/github.ts';
+import { runLog, waitForRun } from '../helpers/runs.ts';
+import { startRegistry, type TestRegistry } from '../support/registry.ts';
+import { createSiteRepo, exitingContainerFiles, failingBuildFiles, git, siteFiles, type SiteRepo } from '../support/site.ts';
+import {
+  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, serviceContents, serviceImage, uniqueName, waitForContent,
+} from '../support/swarm.ts';
+
+const REPO = 'acme/site';
+
+/**
+ * The whole path on the real engine: a signed push → fetch from a real git repo →
+ * docker build → push to an htpasswd registry → swarm service update pinned by digest
+ * → the service serves the new content over HTTP. Then the failures that must leave
+ * the previous version serving.
+ */
+describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
+  let registry: TestRegistry;
+  let repo: SiteRepo;
+  let network: string;
+  let service: string;
+  let imageRepo: string;
+  let config: Config;
+  let daemon: Daemon;
+  let url: string;
+  let servedB = '';
+
+  beforeAll(async () => {
+    await cleanupLeftovers();
+    registry = await startRegistry({ auth: true });
+    repo = await createSiteRepo();
+    network = uniqueName('e2e-net');
+    service = uniqueName('e2e-www');
+    imageRepo = uniqueName('e2e-site');
+    await createTestNetwork(network);
+    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
+    await createTestService({ name: service, image: seed.ref, network, registry });
+    await waitForContent(service, 'seed\n', 30_000);
+    config = testConfig({
+      registry: { host: registry.host, username: registry.username, password: registry.password },
+      pipelines: [
+        { name: 'site', repo: REPO, url: repo.url, branch: 'main', image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '2s', timeout: '90s' } },
+        { name: 'ghost', repo: REPO, url: repo.url, branch: 'ghost', image: `${registry.host}/${imageRepo}`, tag: 'ghost', services: [`${service}-missing`] },
+      ],
+    });
+    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
+    url = daemon.url!;
+  });
+
+  afterAll(async () => {
+    await daemon?.close();
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    for (const p of config.pipelines) {
+      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
+      await q.obliterate({ force: true }).catch(() => undefined);
+      await q.close();
+    }
+    await redis.del(`${config.redisPrefix}:events`);
+    redis.disconnect();
+    await removeTestResources([service, network]).catch(() => undefined);
+    await registry?.stop();
+    await repo?.cleanup();
+  });
+
+  async function pushAndRun(files: Record<string, string | null>, message: string): Promise<{ sha: string; run: any }> {
+    const sha = await repo.commit(files, message);
+    const res = await deliver(url, pushPayload(REPO, 'main', sha, message));
+    expect(res.status).toBe(202);
+    expect(res.body.runs).toHaveLength(1);
+    return { sha, run: await waitForRun(url, res.body.runs[0]) };
+  }
+
+  it('deploys commit A: succeeded, serving A, spec pinned by digest', async () => {
+    const { sha, run } = await pushAndRun(siteFiles('version A\n'), 'version A');
+    expect(run.error).toBeNull();
+    expect(run.status).toBe('succeeded');
+    expect(run.commit).toBe(sha);
+    expect(run.stages.map((s: any) => [s.name, s.status])).toEqual([['fetch', 'succeeded'], ['build', 'succeeded'], ['push', 'succeeded'], ['deploy', 'succeeded']]);
+    for (const s of run.stages) expect(Date.parse(s.finishedAt)).toBeGreaterThanOrEqual(Date.parse(s.startedAt));
+    expect(run.image.ref).toMatch(new RegExp(`^${registry.host}/${imageRepo}:live@sha256:[0-9a-f]{64}$`));
+    expect(run.image.ref.endsWith(run.image.digest)).toBe(true);
+    await waitForContent(service, 'version A\n', 30_000);
+    expect(await serviceImage(service)).toBe(run.image.ref);
+
+    const log = await runLog(url, run.id);
+    expect(log).toContain(`checked out ${sha.slice(0, 12)}`);
+    expect(log).toMatch(/Step \d+\/\d+ : FROM scratch/); // the daemon's own build output
+    expect(log).toContain(`pushed ${registry.host}/${imageRepo}:live ${run.image.digest}`);
+    expect(log).toContain('converged');
+    expect(log).not.toContain(registry.password);
+
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    expect(pipeline.deployed).toMatchObject({ commit: sha, image: run.image.ref, digest: run.image.digest });
+    expect(pipeline.lastRun).toMatchObject({ id: run.id, status: 'succeeded' });
+  });
+
+  it('deploys commit B the same way', async () => {
+    const { sha, run } = await pushAndRun(siteFiles('version B\n'), 'version B');
+    expect(run.status).toBe('succeeded');
+    await waitForContent(service, 'version B\n', 30_000);
+    servedB = await serviceImage(service);
+    expect(servedB).toBe(run.image.ref);
+    const deployments = await (await fetch(`${url}/api/pipelines/site/deployments`)).json();
+    expect(deployments[0]).toMatchObject({ commit: sha, service, replacedAt: null });
+    expect(deployments[1].replacedAt).not.toBeNull();
+  });
+
+  it('fails a broken build at "build" with the daemon\'s message, and B keeps serving', async () => {
+    const { run } = await pushAndRun(failingBuildFiles(), 'broken build');
+    expect(run.status).toBe('failed');
+    const build = run.stages.find((s: any) => s.name === 'build');
+    expect(build.status).toBe('failed');
+    expect(build.error).toMatch(/returned a non-zero code: 3/);
+    expect(run.error).toMatch(/^build: /);
+    expect(run.stages.filter((s: any) => s.name === 'push' || s.name === 'deploy').map((s: any) => s.status)).toEqual(['skipped', 'skipped']);
+    expect(await runLog(url, run.id)).toContain('about to fail');
+    expect(await serviceImage(service)).toBe(servedB);
+    expect(await serviceContents(service)).toEqual(['version B\n']);
+  });
+
+  it('fails a container that exits at once at "deploy" (swarm rollback is a failure), and B keeps serving', async () => {
+    const { run } = await pushAndRun(exitingContainerFiles('version C\n'), 'container exits');
+    expect(run.status).toBe('failed');
+    const deploy = run.stages.find((s: any) => s.name === 'deploy');
+    expect(deploy.status).toBe('failed');
+    expect(run.error).toMatch(/^deploy: /);
+    expect(run.error).toMatch(/rolled the service back|paused/);
+    expect(await runLog(url, run.id)).toMatch(/task error: .*exit/);
+    await waitForContent(service, 'version B\n', 30_000);
+    expect(await serviceImage(service)).toBe(servedB);
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    expect(pipeline.deployed.image).toBe(servedB);
+  });
+
+  it('fails clearly when a target service does not exist', async () => {
+    await repo.commit(siteFiles('ghost\n'), 'ghost');
+    await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/ghost'], repo.workDir);
+    const sha = (await git(['rev-parse', 'HEAD'], repo.workDir)).trim();
+    const res = await deliver(url, pushPayload(REPO, 'ghost', sha));
+    const run = await waitForRun(url, res.body.runs[0]);
+    expect(run.status).toBe('failed');
+    expect(run.error).toBe(`deploy: service "${service}-missing" does not exist on this swarm`);
+  });
+});
