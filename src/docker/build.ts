@@ -39,7 +39,8 @@ export class DockerBuilder implements BuildPort {
       await followJsonStream(
         response,
         (e) => {
-          if (e.stream) for (const line of streamLines(e.stream)) req.log(line);
+          // The classic builder sends bare "\n" messages between steps: not output.
+          if (e.stream && e.stream !== '\n') for (const line of streamLines(e.stream)) req.log(line);
           else if (e.status) req.log(e.status);
           if (e.error) req.log(e.error.trimEnd());
           const id = e.aux?.ID;

@@ -170,7 +170,7 @@ export async function createTestService(opts: TestServiceOptions): Promise<strin
   throw new Error(`service ${opts.name} has not ${replicas} running task(s) after 60 s:\n${ps}`);
 }
 
-interface TaskJson {
+export interface TaskJson {
   ID: string;
   Slot?: number;
   DesiredState: string;
