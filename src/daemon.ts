@@ -10,7 +10,9 @@ import { GitSource } from './git/source.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
 import type { RunPorts } from './pipeline/ports.ts';
 import { EventConsumer } from './queue/event-bus.ts';
+import { ControlPublisher } from './queue/control.ts';
 import { RunQueues } from './queue/run-queue.ts';
+import { Scheduler } from './queue/scheduler.ts';
 import { WorkerHost } from './queue/worker-host.ts';
 import { openDatabase } from './store/db.ts';
 import { RunStore } from './store/run-store.ts';
@@ -79,6 +81,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     // Producers fail fast: a webhook must get 503 promptly when Redis is down.
     const producer = connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
     const queues = new RunQueues(producer, config.redisPrefix, config.pipelines.map((p) => p.name));
+    const scheduler = new Scheduler({ store, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
     const s = store;
     const consumer = new EventConsumer(
       connect({ maxRetriesPerRequest: null }),
@@ -95,7 +98,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     app = await buildApp({
       config,
       store,
-      queues,
+      scheduler,
       logger,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
@@ -103,11 +106,13 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
         { name: 'docker', check: async () => void (await docker.ping()) },
       ],
     });
+    scheduler.start();
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
     url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;
     closers.unshift(async () => {
       await app!.close();
+      await scheduler.stop();
       await consumer.stop();
       await queues.close();
       s.db.close();

@@ -126,6 +126,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       if (seen.has(s)) issues.push({ path: `${path}.services[${j}]`, message: `duplicate service "${s}"` });
       seen.add(s);
     });
+    const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
     const args: Record<string, string> = {};
     for (const [k, v] of Object.entries((p.build?.args ?? {}) as Record<string, unknown>)) args[k] = String(v);
     pipelines.push({
@@ -143,7 +144,16 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       registry: typeof image === 'string' ? '' : image.registry,
       tag,
       services: p.services,
-      deploy: deploySettings(p.deploy ?? {}, `${path}.deploy`, issues),
+      deploy,
+      timeouts: {
+        fetch: durationOr(p.timeouts?.fetch, DEFAULT_TIMEOUTS.fetch, `${path}.timeouts.fetch`, issues),
+        build: durationOr(p.timeouts?.build, DEFAULT_TIMEOUTS.build, `${path}.timeouts.build`, issues),
+        push: durationOr(p.timeouts?.push, DEFAULT_TIMEOUTS.push, `${path}.timeouts.push`, issues),
+        // The rollout's own timeout, plus time for swarm to roll back afterwards.
+        deploy: durationOr(p.timeouts?.deploy, deploy.timeoutMs + 2 * 60_000, `${path}.timeouts.deploy`, issues),
+      },
+      cancelSuperseded: p.cancelSuperseded ?? false,
+      pollMs: p.poll === false ? 0 : durationOr(p.poll, DEFAULT_POLL_MS, `${path}.poll`, issues),
     });
   });
 
@@ -164,6 +174,19 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     worker: { concurrency: c.worker?.concurrency ?? 2 },
     pipelines,
   };
+}
+
+export const DEFAULT_TIMEOUTS = { fetch: 10 * 60_000, build: 60 * 60_000, push: 20 * 60_000 } as const;
+export const DEFAULT_POLL_MS = 5 * 60_000;
+
+function durationOr(value: string | number | undefined, fallback: number, path: string, issues: ConfigIssue[]): number {
+  if (value === undefined) return fallback;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0) {
+    issues.push({ path, message: `"${value}" is not a duration (e.g. 30s, 5m, 500ms)` });
+    return fallback;
+  }
+  return ms;
 }
 
 function deploySettings(d: Record<string, any>, path: string, issues: ConfigIssue[]): DeploySettings {

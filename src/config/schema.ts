@@ -41,6 +41,14 @@ export const PipelineSchema = Type.Object(
     tag: Type.Optional(NonEmpty),
     services: Type.Array(NonEmpty),
     deploy: Type.Optional(DeploySettingsSchema),
+    timeouts: Type.Optional(
+      Type.Object(
+        { fetch: Type.Optional(Duration), build: Type.Optional(Duration), push: Type.Optional(Duration), deploy: Type.Optional(Duration) },
+        closed,
+      ),
+    ),
+    cancelSuperseded: Type.Optional(Type.Boolean()),
+    poll: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
   },
   closed,
 );

@@ -21,6 +21,12 @@ export interface PipelineConfig {
   tag: string;
   services: string[];
   deploy: DeploySettings;
+  /** Hard limit per stage, in ms. */
+  timeouts: Record<'fetch' | 'build' | 'push' | 'deploy', number>;
+  /** A newer push also stops a run still in fetch/build/push. */
+  cancelSuperseded: boolean;
+  /** How often the branch head is checked for pushes whose webhook never came (ms; 0 = never). */
+  pollMs: number;
 }
 
 export interface RegistryConfig {

@@ -38,8 +38,12 @@ export class SwarmDeployer implements DeployPort {
     let info = await this.#inspect(req.service);
     const current = info.Spec.TaskTemplate?.ContainerSpec?.Image as string | undefined;
     log(`service ${req.service} currently runs ${current ?? '(no image)'}`);
-    const previousStartedAt = info.UpdateStatus?.StartedAt;
     const started = Date.now();
+    if (req.resumeSince) {
+      const resumed = await this.#resume(req, info);
+      if (resumed) return;
+    }
+    const previousStartedAt = info.UpdateStatus?.StartedAt;
     for (let attempt = 1; ; attempt++) {
       const spec = withImage(info.Spec, req.image, req.settings);
       try {
@@ -90,6 +94,28 @@ export class SwarmDeployer implements DeployPort {
       }
       await sleep(POLL_MS, undefined, { signal }).catch(() => undefined);
     }
+  }
+
+  /**
+   * After the deployer died mid-deploy: if our image is already in the spec, watch
+   * that rollout to its end; if swarm rolled it back meanwhile, that is the outcome.
+   * Returns false when our update never reached swarm (then update as usual).
+   */
+  async #resume(req: DeployRequest, info: ServiceInfo): Promise<boolean> {
+    const current = info.Spec.TaskTemplate?.ContainerSpec?.Image as string | undefined;
+    const status = info.UpdateStatus;
+    const since = Date.parse(req.resumeSince!);
+    const updatedSince = status?.StartedAt !== undefined && Date.parse(status.StartedAt) >= since - 5_000;
+    if (current === req.image) {
+      req.log(`${req.service}: our update is in the spec (${status?.State ?? 'no update status'}); watching it`);
+      await this.#watch(req, info.ID, undefined, Date.parse(req.resumeSince!));
+      return true;
+    }
+    if (updatedSince && status?.State?.startsWith('rollback')) {
+      throw new DeployerError('deploy_failed', `${req.service}: swarm rolled the update back while the deployer was down${status.Message ? `: ${status.Message}` : ''}`);
+    }
+    req.log(`${req.service}: the interrupted attempt had not updated the service; updating now`);
+    return false;
   }
 
   async #rollbackAfterTimeout(req: DeployRequest, id: string): Promise<void> {

@@ -6,14 +6,17 @@ import type { RunStatus, StageName, StageStatus } from './states.ts';
  * them (src/store/apply-event.ts). Times are ISO strings set where the thing happened.
  */
 export type RunEvent =
-  | { type: 'run.started'; runId: string; at: string; worker: string }
+  /** attempt > 1: the job was retried after its worker died; stages start over. */
+  | { type: 'run.started'; runId: string; at: string; worker: string; attempt: number }
+  /** Graceful shutdown put the run back in the queue before it reached deploy. */
+  | { type: 'run.parked'; runId: string; at: string; reason: string }
   | { type: 'run.commit'; runId: string; commit: string; subject: string; author: string }
   | { type: 'stage.started'; runId: string; stage: StageName; at: string }
   | { type: 'stage.finished'; runId: string; stage: StageName; status: StageStatus; at: string; error?: string }
   | { type: 'log'; runId: string; stage: StageName | null; at: string; lines: string[] }
   | { type: 'image'; runId: string; ref: string; digest: string }
   | { type: 'deployed'; runId: string; service: string; image: string; digest: string; commit: string; at: string }
-  | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string };
+  | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string; supersededBy?: string };
 
 export type RunEventType = RunEvent['type'];
 

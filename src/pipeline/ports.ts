@@ -52,6 +52,11 @@ export interface DeployRequest {
   settings: DeploySettings;
   signal: AbortSignal;
   log: LineSink;
+  /**
+   * Set when resuming after the deployer died mid-deploy (ISO time the interrupted
+   * attempt began): watch what is in progress instead of updating blindly.
+   */
+  resumeSince?: string;
 }
 
 export interface DeployPort {

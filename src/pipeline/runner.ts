@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import type { PipelineConfig } from '../config/types.ts';
 import { DeployerError, errorMessage, oneLine } from '../lib/errors.ts';
+import { StageTimeout, StopRequest } from './cancel.ts';
 import type { LineSink, RunReporter } from './events.ts';
 import type { Checkout, RunPorts } from './ports.ts';
 import type { RunStatus, StageName } from './states.ts';
@@ -11,42 +12,64 @@ export interface RunJob {
   /** Null means "the branch head as it is now" (rebuild). */
   commit: string | null;
   worker: string;
+  /** 1 for the first try; more when the job is retried after its worker died. */
+  attempt: number;
+}
+
+/** Where a run got to, kept outside the worker so a retry can resume a deploy. */
+export interface RunCheckpoint {
+  commit: string;
+  image: string;
+  digest: string;
+  deployStartedAt: string;
+  servicesDone: string[];
+}
+
+export interface CheckpointPort {
+  load(runId: string): Promise<RunCheckpoint | undefined>;
+  save(runId: string, checkpoint: RunCheckpoint): Promise<void>;
+  clear(runId: string): Promise<void>;
 }
 
 export interface RunOutcome {
-  status: RunStatus;
+  /** 'parked': stopped by a shutdown before deploy; the job goes back to the queue. */
+  status: RunStatus | 'parked';
   error?: string;
+  supersededBy?: string;
 }
 
 const now = () => new Date().toISOString();
 
 /**
  * Executes one run: fetch → build → push → deploy, reporting every transition and
- * output line. Each stage either finishes or fails with a one-line reason; the run
- * ends in exactly one terminal state. Never throws.
+ * output line, and ends in exactly one terminal state with a one-line reason. `stop`
+ * aborts fetch, build and push (cancel, newer push, shutdown); deploy is never
+ * interrupted by it, because a half-cancelled rollout is worse than either outcome.
+ * Every stage also has a hard timeout. Never throws.
  */
-export async function executeRun(job: RunJob, ports: RunPorts, report: RunReporter, signal: AbortSignal): Promise<RunOutcome> {
+export async function executeRun(job: RunJob, ports: RunPorts, report: RunReporter, stop: AbortSignal, checkpoints: CheckpointPort): Promise<RunOutcome> {
   const { runId, pipeline } = job;
-  const logTo = (stage: StageName | null): LineSink => {
-    // Lines are batched by the reporter; one event per line here keeps ordering simple.
-    return (line) => report.emit({ type: 'log', runId, stage, at: now(), lines: [line] });
-  };
-  report.emit({ type: 'run.started', runId, at: now(), worker: job.worker });
+  const logTo = (stage: StageName | null): LineSink => (line) => report.emit({ type: 'log', runId, stage, at: now(), lines: [line] });
+  report.emit({ type: 'run.started', runId, at: now(), worker: job.worker, attempt: job.attempt });
 
+  const resume = job.attempt > 1 ? await checkpoints.load(runId).catch(() => undefined) : undefined;
   let checkout: Checkout | undefined;
-  let imageRef = '';
-  let digest = '';
-  const stages: [StageName, () => Promise<void>][] = [
+  let commit = resume?.commit ?? job.commit ?? '';
+  let imageRef = resume?.image ?? '';
+  let digest = resume?.digest ?? '';
+
+  const stages: [StageName, (signal: AbortSignal) => Promise<void>][] = [
     [
       'fetch',
-      async () => {
+      async (signal) => {
         checkout = await ports.source.checkout({ pipeline, commit: job.commit, signal, log: logTo('fetch') });
-        report.emit({ type: 'run.commit', runId, commit: checkout.commit, subject: checkout.subject, author: checkout.author });
+        commit = checkout.commit;
+        report.emit({ type: 'run.commit', runId, commit, subject: checkout.subject, author: checkout.author });
       },
     ],
     [
       'build',
-      async () => {
+      async (signal) => {
         const co = checkout!;
         const context = posix.normalize(pipeline.build.context).replace(/^\.\/?|\/$/g, '');
         const prefix = context === '' || context === '.' ? '' : `${context}/`;
@@ -73,13 +96,12 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
     ],
     [
       'push',
-      async () => {
-        const co = checkout!;
+      async (signal) => {
         const log = logTo('push');
-        const bySha = await ports.pusher.push({ repository: pipeline.image, registry: pipeline.registry, tag: co.commit, signal, log });
+        const bySha = await ports.pusher.push({ repository: pipeline.image, registry: pipeline.registry, tag: commit, signal, log });
         const byTag = await ports.pusher.push({ repository: pipeline.image, registry: pipeline.registry, tag: pipeline.tag, signal, log });
         if (bySha.digest !== byTag.digest) {
-          throw new DeployerError('push_failed', `registry reported different digests for :${co.commit} (${bySha.digest}) and :${pipeline.tag} (${byTag.digest})`);
+          throw new DeployerError('push_failed', `registry reported different digests for :${commit} (${bySha.digest}) and :${pipeline.tag} (${byTag.digest})`);
         }
         digest = byTag.digest;
         imageRef = `${pipeline.image}:${pipeline.tag}@${digest}`;
@@ -88,14 +110,21 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
     ],
     [
       'deploy',
-      async () => {
-        const co = checkout!;
+      async (signal) => {
         const log = logTo('deploy');
+        const cp: RunCheckpoint = resume ?? { commit, image: imageRef, digest, deployStartedAt: now(), servicesDone: [] };
+        await checkpoints.save(runId, cp);
         if (pipeline.services.length === 0) log('no services configured: nothing to deploy');
         for (const service of pipeline.services) {
-          log(`updating service ${service} to ${imageRef}`);
-          await ports.deployer.deploy({ service, image: imageRef, registry: pipeline.registry, settings: pipeline.deploy, signal, log });
-          report.emit({ type: 'deployed', runId, service, image: imageRef, digest, commit: co.commit, at: now() });
+          if (cp.servicesDone.includes(service)) continue;
+          log(resume ? `resuming: watching ${service} roll out ${imageRef}` : `updating service ${service} to ${imageRef}`);
+          await ports.deployer.deploy({
+            service, image: imageRef, registry: pipeline.registry, settings: pipeline.deploy, signal, log,
+            ...(resume ? { resumeSince: resume.deployStartedAt } : {}),
+          });
+          cp.servicesDone.push(service);
+          await checkpoints.save(runId, cp);
+          report.emit({ type: 'deployed', runId, service, image: imageRef, digest, commit, at: now() });
         }
       },
     ],
@@ -105,24 +134,46 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
   try {
     for (const [name, body] of stages) {
       if (outcome.status !== 'succeeded') {
-        report.emit({ type: 'stage.finished', runId, stage: name, status: 'skipped', at: now() });
+        report.emit({ type: 'stage.finished', runId, stage: name, status: outcome.status === 'failed' ? 'skipped' : 'cancelled', at: now() });
         continue;
       }
-      if (signal.aborted) {
-        outcome = { status: 'cancelled', error: cancelReason(signal) };
+      if (resume && name !== 'deploy') {
+        // The image was pushed by the interrupted attempt: nothing to redo before deploy.
+        report.emit({ type: 'stage.started', runId, stage: name, at: now() });
+        if (name === 'fetch') report.emit({ type: 'run.commit', runId, commit, subject: '', author: '' });
+        logTo(name)(`done by attempt ${job.attempt - 1} (image ${imageRef})`);
+        if (name === 'push') report.emit({ type: 'image', runId, ref: imageRef, digest });
+        report.emit({ type: 'stage.finished', runId, stage: name, status: 'succeeded', at: now() });
+        continue;
+      }
+      if (stop.aborted && name !== 'deploy') {
+        outcome = stopped(stop.reason);
         report.emit({ type: 'stage.finished', runId, stage: name, status: 'cancelled', at: now() });
         continue;
       }
+      const limit = pipeline.timeouts[name];
+      const timeout = new AbortController();
+      const timer = setTimeout(() => timeout.abort(new StageTimeout(name, limit)), limit);
+      // Deploy listens to its own timeout only: see the function comment.
+      const signal = name === 'deploy' ? timeout.signal : AbortSignal.any([stop, timeout.signal]);
       report.emit({ type: 'stage.started', runId, stage: name, at: now() });
       try {
-        await body();
+        await body(signal);
         report.emit({ type: 'stage.finished', runId, stage: name, status: 'succeeded', at: now() });
       } catch (err) {
-        const cancelled = signal.aborted;
-        const message = cancelled ? cancelReason(signal) : oneLine(errorMessage(err));
-        logTo(name)(cancelled ? `cancelled: ${message}` : `error: ${errorMessage(err)}`);
-        report.emit({ type: 'stage.finished', runId, stage: name, status: cancelled ? 'cancelled' : 'failed', at: now(), error: message });
-        outcome = cancelled ? { status: 'cancelled', error: message } : { status: 'failed', error: `${name}: ${message}` };
+        const reason: unknown = signal.aborted ? signal.reason : undefined;
+        if (reason instanceof StopRequest) {
+          outcome = stopped(reason);
+          logTo(name)(`stopped: ${reason.message}`);
+          report.emit({ type: 'stage.finished', runId, stage: name, status: 'cancelled', at: now(), error: reason.message });
+        } else {
+          const message = reason instanceof StageTimeout ? reason.message : oneLine(errorMessage(err));
+          logTo(name)(`error: ${reason instanceof StageTimeout ? reason.message : errorMessage(err)}`);
+          report.emit({ type: 'stage.finished', runId, stage: name, status: 'failed', at: now(), error: message });
+          outcome = { status: 'failed', error: `${name}: ${message}` };
+        }
+      } finally {
+        clearTimeout(timer);
       }
     }
   } finally {
@@ -130,14 +181,25 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
       await checkout.cleanup().catch((err) => logTo(null)(`warning: could not remove work tree: ${errorMessage(err)}`));
     }
   }
-  report.emit({ type: 'run.finished', runId, status: outcome.status, at: now(), ...(outcome.error ? { error: outcome.error } : {}) });
+  if (outcome.status === 'parked') {
+    report.emit({ type: 'run.parked', runId, at: now(), reason: outcome.error ?? 'shutdown' });
+  } else {
+    await checkpoints.clear(runId).catch(() => undefined);
+    report.emit({
+      type: 'run.finished', runId, status: outcome.status, at: now(),
+      ...(outcome.error ? { error: outcome.error } : {}),
+      ...(outcome.supersededBy ? { supersededBy: outcome.supersededBy } : {}),
+    });
+  }
   await report.flush();
   return outcome;
 }
 
-function cancelReason(signal: AbortSignal): string {
-  const r: unknown = signal.reason;
-  if (r instanceof Error && r.name !== 'AbortError') return r.message;
-  if (typeof r === 'string') return r;
-  return 'cancelled';
+function stopped(reason: unknown): RunOutcome {
+  if (reason instanceof StopRequest) {
+    if (reason.kind === 'shutdown') return { status: 'parked', error: reason.message };
+    if (reason.kind === 'supersede') return { status: 'superseded', error: reason.message, ...(reason.supersededBy ? { supersededBy: reason.supersededBy } : {}) };
+    return { status: 'cancelled', error: reason.message };
+  }
+  return { status: 'cancelled', error: errorMessage(reason) };
 }

@@ -16,8 +16,9 @@ export type Trigger = 'push' | 'rebuild' | 'rollback' | 'poll';
 
 const runTransitions: Record<RunStatus, readonly RunStatus[]> = {
   queued: ['running', 'cancelled', 'superseded', 'failed'],
-  // running -> queued: the worker died and the job is retried from the start.
-  running: ['succeeded', 'failed', 'cancelled', 'queued'],
+  // running -> queued: parked by a graceful shutdown, resumes on the next start.
+  // running -> superseded: a newer push cancelled it before deploy (cancelSuperseded).
+  running: ['succeeded', 'failed', 'cancelled', 'queued', 'superseded'],
   succeeded: [],
   failed: [],
   cancelled: [],

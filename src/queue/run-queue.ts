@@ -36,8 +36,7 @@ export class RunQueues {
   }
 
   async enqueue(data: RunJobData): Promise<void> {
-    const q = this.#queues.get(data.pipeline);
-    if (!q) throw new Error(`no queue for pipeline ${data.pipeline}`);
+    const q = this.#queue(data.pipeline);
     // BullMQ waits for a connection indefinitely; a webhook must fail fast instead, so
     // GitHub gets a 503 and redelivers.
     await withTimeout(
@@ -45,6 +44,35 @@ export class RunQueues {
       ENQUEUE_TIMEOUT_MS,
       'Redis did not accept the job',
     );
+  }
+
+  /**
+   * Removes a run's job if it is still waiting. BullMQ refuses (atomically) to remove
+   * a job a worker holds, so `true` means the run will certainly not start.
+   */
+  async removeWaiting(pipeline: string, runId: string): Promise<boolean> {
+    const job = await this.#queue(pipeline).getJob(runId);
+    if (!job) return false;
+    try {
+      await job.remove();
+      return true;
+    } catch {
+      return false; // active: a worker has it
+    }
+  }
+
+  /** The job's state, or 'missing' if the queue has no such job. */
+  async jobState(pipeline: string, runId: string): Promise<{ state: string; failedReason?: string }> {
+    const job = await this.#queue(pipeline).getJob(runId);
+    if (!job) return { state: 'missing' };
+    const state = await job.getState();
+    return state === 'failed' ? { state, failedReason: job.failedReason } : { state };
+  }
+
+  #queue(pipeline: string): Queue<RunJobData> {
+    const q = this.#queues.get(pipeline);
+    if (!q) throw new Error(`no queue for pipeline ${pipeline}`);
+    return q;
   }
 
   get prefix(): string {

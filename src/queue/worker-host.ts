@@ -1,17 +1,26 @@
 import { hostname } from 'node:os';
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
+import { StopRequest } from '../pipeline/cancel.ts';
 import type { RunPorts } from '../pipeline/ports.ts';
 import { executeRun, type RunOutcome } from '../pipeline/runner.ts';
+import { withTimeout } from '../lib/timeout.ts';
+import { RedisCheckpoints } from './checkpoints.ts';
+import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
 import { queueName, type RunJobData } from './run-queue.ts';
 
+/** How long a graceful shutdown waits for a deploy that is being watched. */
+const SHUTDOWN_DEPLOY_WAIT_MS = 120_000;
+
 /**
- * Runs jobs from every pipeline's queue. Knows nothing of the store: everything it
- * learns goes out as events on Redis (see event-bus.ts). A semaphore bounds how many
- * runs execute at once across pipelines (`worker.concurrency`).
+ * Runs jobs from every pipeline's queue (one at a time per pipeline, at most
+ * `worker.concurrency` in all). Knows nothing of the store: everything it learns goes
+ * out as events on Redis (event-bus.ts). Stop requests arrive on the control channel.
+ * If this process dies, BullMQ's stall detection hands the job to another worker,
+ * which starts over, or resumes watching the deploy from the run's checkpoint.
  */
 export class WorkerHost {
   readonly #workers: Worker<RunJobData, RunOutcome>[] = [];
@@ -19,56 +28,88 @@ export class WorkerHost {
   readonly #ports: RunPorts;
   readonly #log: Logger;
   readonly #id = `${hostname()}-${process.pid}`;
-  #slots: number;
+  readonly #reporterRedis: Redis;
+  readonly #prefix: string;
+  readonly #checkpoints: RedisCheckpoints;
+  readonly #control: ControlSubscriber;
+  readonly #active = new Map<string, AbortController>();
   readonly #waiting: (() => void)[] = [];
+  #slots: number;
 
   constructor(opts: { config: Config; ports: RunPorts; log: Logger; connection: () => Redis; prefix: string }) {
     this.#config = opts.config;
     this.#ports = opts.ports;
     this.#log = opts.log;
+    this.#prefix = opts.prefix;
     this.#slots = opts.config.worker.concurrency;
+    this.#reporterRedis = opts.connection();
+    this.#checkpoints = new RedisCheckpoints(this.#reporterRedis, opts.prefix);
+    this.#control = new ControlSubscriber(opts.connection(), this.#reporterRedis, opts.prefix, (msg) => this.#stop(msg));
     for (const p of opts.config.pipelines) {
-      const worker = new Worker<RunJobData, RunOutcome>(queueName(p.name), (job, _token, signal) => this.#process(job, signal), {
+      const worker = new Worker<RunJobData, RunOutcome>(queueName(p.name), (job, token) => this.#process(job, token), {
         connection: opts.connection(),
         prefix: opts.prefix,
         concurrency: 1,
-        // A deploy watch can be long; the lock is renewed, this only bounds a dead worker.
-        lockDuration: 60_000,
+        // A dead worker's job is noticed within lockDuration + stalledInterval.
+        lockDuration: 30_000,
+        stalledInterval: 15_000,
+        // Retried once after a crash, then failed (the store side records why).
         maxStalledCount: 1,
       });
       worker.on('error', (err) => this.#log.warn({ err: { message: err.message }, pipeline: p.name }, 'worker error'));
       this.#workers.push(worker);
     }
-    this.#reporterRedis = opts.connection();
-    this.#prefix = opts.prefix;
   }
 
-  readonly #reporterRedis: Redis;
-  readonly #prefix: string;
+  get id(): string {
+    return this.#id;
+  }
 
-  async #process(job: Job<RunJobData, RunOutcome>, signal: AbortSignal | undefined): Promise<RunOutcome> {
+  #stop(msg: StopMessage): void {
+    const controller = this.#active.get(msg.runId);
+    if (!controller) return;
+    this.#log.info({ run: msg.runId, kind: msg.kind }, 'stop requested');
+    controller.abort(new StopRequest(msg.kind, msg.message, msg.supersededBy));
+  }
+
+  async #process(job: Job<RunJobData, RunOutcome>, token: string | undefined): Promise<RunOutcome> {
+    const { runId } = job.data;
     const pipeline = this.#config.pipelines.find((p) => p.name === job.data.pipeline);
     const reporter = new StreamReporter(this.#reporterRedis, this.#prefix);
-    const log = this.#log.child({ run: job.data.runId, pipeline: job.data.pipeline, commit: job.data.commit });
+    const log = this.#log.child({ run: runId, pipeline: job.data.pipeline, commit: job.data.commit });
     if (!pipeline) {
       const at = new Date().toISOString();
-      reporter.emit({ type: 'run.finished', runId: job.data.runId, status: 'failed', at, error: `pipeline ${job.data.pipeline} is not configured on worker ${this.#id}` });
+      reporter.emit({ type: 'run.finished', runId, status: 'failed', at, error: `pipeline ${job.data.pipeline} is not configured on worker ${this.#id}` });
       await reporter.flush();
       return { status: 'failed' };
     }
-    await this.#acquire();
+    const controller = new AbortController();
+    this.#active.set(runId, controller);
     try {
-      log.info('run started');
-      const outcome = await executeRun(
-        { runId: job.data.runId, pipeline, commit: job.data.commit, worker: this.#id },
-        this.#ports,
-        reporter,
-        signal ?? new AbortController().signal,
-      );
-      log.info({ status: outcome.status, error: outcome.error }, 'run finished');
-      return outcome;
+      const early = await this.#control.pending(runId);
+      if (early) controller.abort(new StopRequest(early.kind, early.message, early.supersededBy));
+      await this.#acquire();
+      try {
+        log.info({ attempt: job.attemptsStarted }, 'run started');
+        const outcome = await executeRun(
+          { runId, pipeline, commit: job.data.commit, worker: this.#id, attempt: Math.max(1, job.attemptsStarted) },
+          this.#ports,
+          reporter,
+          controller.signal,
+          this.#checkpoints,
+        );
+        log.info({ status: outcome.status, error: outcome.error }, 'run finished');
+        if (outcome.status === 'parked') {
+          // Back to the queue without counting as a failure: the next start runs it.
+          await job.moveToDelayed(Date.now() + 1000, token);
+          throw new DelayedError();
+        }
+        return outcome;
+      } finally {
+        this.#release();
+      }
     } finally {
-      this.#release();
+      this.#active.delete(runId);
     }
   }
 
@@ -86,8 +127,21 @@ export class WorkerHost {
     else this.#slots++;
   }
 
+  /**
+   * Graceful stop: take no new jobs, park runs that have not reached deploy (they
+   * resume on the next start), and let deploys being watched finish, within a bound.
+   */
   async close(): Promise<void> {
-    await Promise.all(this.#workers.map((w) => w.close()));
+    const closing = this.#workers.map((w) => w.close());
+    for (const [runId, controller] of this.#active) {
+      this.#log.info({ run: runId }, 'parking run for shutdown');
+      controller.abort(new StopRequest('shutdown', 'the worker is shutting down; the run resumes on the next start'));
+    }
+    await withTimeout(Promise.all(closing), SHUTDOWN_DEPLOY_WAIT_MS, 'workers did not stop').catch((err) => {
+      this.#log.warn({ err: { message: (err as Error).message } }, 'forcing worker shutdown');
+      return Promise.all(this.#workers.map((w) => w.close(true)));
+    });
+    this.#control.close();
     this.#reporterRedis.disconnect();
   }
 }

@@ -29,6 +29,8 @@ export interface RunView {
   deliveryId: string | null;
   requestedBy: string | null;
   attempts: number;
+  /** The run that replaced this one (status superseded). */
+  supersededBy: string | null;
 }
 
 export interface DeploymentView {
@@ -69,6 +71,8 @@ interface RunRow {
   image_digest: string | null;
   error: string | null;
   attempts: number;
+  superseded_by: string | null;
+  cancel_requested: string | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -186,10 +190,32 @@ export class RunStore {
    */
   apply(e: RunEvent): boolean {
     switch (e.type) {
-      case 'run.started':
+      case 'run.started': {
+        const row = this.#db.prepare('SELECT status, attempts FROM runs WHERE id = ?').get(e.runId) as { status: RunStatus; attempts: number } | undefined;
+        if (!row) return false;
+        if (row.status === 'running' && e.attempt > row.attempts) {
+          // The previous attempt's worker died mid-run: this attempt starts over.
+          transaction(this.#db, () => {
+            this.#resetStages(e.runId);
+            this.#db.prepare('UPDATE runs SET attempts = ?, worker = ? WHERE id = ?').run(e.attempt, e.worker, e.runId);
+            this.appendLog(e.runId, null, e.at, [`attempt ${e.attempt} on ${e.worker}: the previous attempt was interrupted; starting over`]);
+          });
+          return true;
+        }
+        if (row.status !== 'queued') return false;
+        this.#db.prepare('UPDATE runs SET attempts = ? WHERE id = ?').run(Math.max(e.attempt - 1, row.attempts), e.runId);
         return this.#transitionRun(e.runId, 'running', { started_at: e.at, worker: e.worker }, true);
+      }
+      case 'run.parked': {
+        const ok = this.#transitionRun(e.runId, 'queued', { started_at: null, worker: null });
+        if (ok) {
+          this.#resetStages(e.runId);
+          this.appendLog(e.runId, null, e.at, [`parked: ${e.reason}`]);
+        }
+        return ok;
+      }
       case 'run.finished':
-        return this.#transitionRun(e.runId, e.status, { finished_at: e.at, error: e.error ?? null });
+        return this.#transitionRun(e.runId, e.status, { finished_at: e.at, error: e.error ?? null, ...(e.supersededBy ? { superseded_by: e.supersededBy } : {}) });
       case 'run.commit':
         this.#db
           .prepare('UPDATE runs SET commit_sha = ?, commit_subject = ?, commit_author = ? WHERE id = ? AND (commit_sha IS NULL OR commit_sha = ?)')
@@ -221,6 +247,43 @@ export class RunStore {
         return true;
       }
     }
+  }
+
+  /** Queued runs of a pipeline, oldest first. */
+  queuedRuns(pipeline: string): RunView[] {
+    const rows = this.#db.prepare("SELECT * FROM runs WHERE pipeline = ? AND status = 'queued' ORDER BY seq").all(pipeline) as unknown as RunRow[];
+    return rows.map((r) => this.#view(r));
+  }
+
+  activeRuns(pipeline: string): RunView[] {
+    const rows = this.#db.prepare("SELECT * FROM runs WHERE pipeline = ? AND status = 'running' ORDER BY seq").all(pipeline) as unknown as RunRow[];
+    return rows.map((r) => this.#view(r));
+  }
+
+  /** Ends a run that never started (or whose worker is gone) from the store's side. */
+  finish(id: string, status: RunStatus, error: string | null, supersededBy?: string): boolean {
+    const at = new Date().toISOString();
+    return transaction(this.#db, () => {
+      const ok = this.#transitionRun(id, status, { finished_at: at, error, ...(supersededBy ? { superseded_by: supersededBy } : {}) });
+      if (ok) {
+        this.#db
+          .prepare("UPDATE stages SET status = CASE WHEN status = 'running' THEN 'cancelled' ELSE 'skipped' END, finished_at = COALESCE(finished_at, ?) WHERE run_id = ? AND status IN ('pending', 'running')")
+          .run(at, id);
+      }
+      return ok;
+    });
+  }
+
+  requestCancel(id: string, by: string): void {
+    this.#db.prepare('UPDATE runs SET cancel_requested = ? WHERE id = ?').run(by, id);
+  }
+
+  supersededBy(id: string): string | null {
+    return (this.#db.prepare('SELECT superseded_by FROM runs WHERE id = ?').get(id) as { superseded_by: string | null } | undefined)?.superseded_by ?? null;
+  }
+
+  #resetStages(runId: string): void {
+    this.#db.prepare("UPDATE stages SET status = 'pending', started_at = NULL, finished_at = NULL, error = NULL WHERE run_id = ?").run(runId);
   }
 
   appendLog(runId: string, stage: string | null, at: string, lines: string[]): void {
@@ -269,6 +332,7 @@ export class RunStore {
       deliveryId: row.delivery_id,
       requestedBy: row.requested_by,
       attempts: row.attempts,
+      supersededBy: row.superseded_by,
     };
   }
 }

@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
 import { withTimeout } from '../lib/timeout.ts';
-import type { RunJobData } from '../queue/run-queue.ts';
+import type { Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
 import { apiRoutes } from './routes/api.ts';
 import { pageRoutes } from './routes/pages.ts';
@@ -16,7 +16,7 @@ export interface HealthCheck {
 export interface AppDeps {
   config: Config;
   store: RunStore;
-  queues: { enqueue(job: RunJobData): Promise<void> };
+  scheduler: Scheduler;
   health: HealthCheck[];
   logger: Logger;
 }

@@ -16,7 +16,13 @@ describe('run state transitions', () => {
 
   it('does not let a queued run succeed without running', () => {
     expect(canTransitionRun('queued', 'succeeded')).toBe(false);
-    expect(canTransitionRun('running', 'superseded')).toBe(false);
+    expect(canTransitionRun('queued', 'failed')).toBe(true);
+  });
+
+  it('lets a running run be superseded (cancelSuperseded) or parked back to queued (shutdown)', () => {
+    expect(canTransitionRun('running', 'superseded')).toBe(true);
+    expect(canTransitionRun('running', 'queued')).toBe(true);
+    expect(canTransitionRun('superseded', 'running')).toBe(false);
   });
 
   it('lets stages finish only from running', () => {

@@ -4,6 +4,7 @@ import type { PipelineConfig } from '../../config/types.ts';
 import type { RunView } from '../../store/run-store.ts';
 import type { AppDeps } from '../app.ts';
 import { requireAdmin } from '../auth.ts';
+import { QueueUnavailable } from '../../queue/scheduler.ts';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$' }) });
 const RunParams = Type.Object({ id: Type.String({ pattern: '^r[a-z0-9]{8,30}$' }) });
@@ -48,17 +49,28 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
     async (req, reply) => {
       const p = pipelineOr404(req.params.name);
       if (!p) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
-      const [run] = deps.store.createRuns([{ pipeline: p.name, trigger: 'rebuild', commit: null, requestedBy: 'admin' }]);
+      let run;
       try {
-        await deps.queues.enqueue({ runId: run!.id, pipeline: p.name, commit: null });
+        [run] = await deps.scheduler.submit([{ pipeline: p.name, trigger: 'rebuild', commit: null, requestedBy: 'admin' }]);
       } catch (err) {
-        deps.store.forgetRuns([run!.id]);
-        req.log.error({ err: { message: (err as Error).message } }, 'could not enqueue rebuild');
+        if (!(err instanceof QueueUnavailable)) throw err;
         return reply.code(503).send({ error: 'queue unavailable; retry later' });
       }
       return reply.code(202).send({ run: run!.id });
     },
   );
+
+  app.post<{ Params: { id: string } }>('/api/runs/:id/cancel', { schema: { params: RunParams }, preHandler: admin }, async (req, reply) => {
+    const result = await deps.scheduler.cancel(req.params.id, 'admin');
+    switch (result.kind) {
+      case 'not_found':
+        return reply.code(404).send({ error: `no run "${req.params.id}"` });
+      case 'conflict':
+        return reply.code(409).send({ error: result.reason });
+      default:
+        return reply.code(202).send({ run: req.params.id, status: result.kind });
+    }
+  });
 
   app.get<{ Params: { id: string } }>('/api/runs/:id', { schema: { params: RunParams } }, async (req, reply) => {
     const run = deps.store.getRun(req.params.id);

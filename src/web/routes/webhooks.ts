@@ -1,6 +1,7 @@
 import { Webhooks } from '@octokit/webhooks';
 import type { FastifyInstance } from 'fastify';
 import { routeWebhook } from '../../pipeline/routing.ts';
+import { QueueUnavailable } from '../../queue/scheduler.ts';
 import type { AppDeps } from '../app.ts';
 
 /** GitHub's own cap on a delivery; anything larger is not from GitHub. */
@@ -52,23 +53,23 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
       deps.store.recordDelivery(delivery, event, { ignored: decision.reason });
       return reply.code(202).send({ ignored: decision.reason });
     }
-    const runs = deps.store.createRuns(
-      decision.pipelines.map((p) => ({
-        pipeline: p.name,
-        trigger: 'push' as const,
-        commit: decision.push.after,
-        subject: decision.push.headSubject,
-        author: decision.push.headAuthor,
-        deliveryId: delivery,
-      })),
-      { id: delivery, event },
-    );
+    let runs;
     try {
-      for (const run of runs) await deps.queues.enqueue({ runId: run.id, pipeline: run.pipeline, commit: run.commit });
+      runs = await deps.scheduler.submit(
+        decision.pipelines.map((p) => ({
+          pipeline: p.name,
+          trigger: 'push' as const,
+          commit: decision.push.after,
+          subject: decision.push.headSubject,
+          author: decision.push.headAuthor,
+          deliveryId: delivery,
+        })),
+        { id: delivery, event },
+      );
     } catch (err) {
-      // Not queued means not accepted: forget it so GitHub's redelivery starts afresh.
-      deps.store.forgetRuns(runs.map((r) => r.id), delivery);
-      req.log.error({ err: { message: (err as Error).message }, delivery }, 'could not enqueue runs');
+      // Not queued means not accepted: nothing is kept, so GitHub's redelivery starts afresh.
+      if (!(err instanceof QueueUnavailable)) throw err;
+      req.log.error({ err: { message: err.message }, delivery }, 'could not enqueue runs');
       return reply.code(503).send({ error: 'queue unavailable; retry later' });
     }
     req.log.info({ delivery, runs: runs.map((r) => r.id), commit: decision.push.after }, 'push accepted');
