@@ -1,5 +1,10 @@
+import { randomUUID } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import type { Secret } from '../lib/secret.ts';
+
+/** Marks every process of one git instance (inherited by git's own helpers). */
+const SESSION_VAR = 'DEPLOYER_GIT_SESSION';
 
 /**
  * The only place that constructs simple-git. Every git process gets a fixed, quiet
@@ -28,6 +33,7 @@ export function createGit(opts: GitOptions): SimpleGit {
     GIT_AUTHOR_EMAIL: 'deployer@localhost',
     GIT_COMMITTER_NAME: 'deployer',
     GIT_COMMITTER_EMAIL: 'deployer@localhost',
+    [SESSION_VAR]: randomUUID(),
   };
   if (opts.token) {
     const basic = Buffer.from(`x-access-token:${opts.token.reveal()}`).toString('base64');
@@ -45,5 +51,35 @@ export function createGit(opts: GitOptions): SimpleGit {
     // simple-git 4 drops or refuses every GIT_* variable not listed here.
     allowEnvironment: Object.keys(env).filter((k) => k.startsWith('GIT_')),
   });
+  if (opts.signal) {
+    // simple-git's abort sends SIGINT to `git` only; its transport helpers
+    // (git-remote-http, ssh) would then hang on a stalled connection forever.
+    const session = env[SESSION_VAR]!;
+    const stop = () => {
+      void terminateSession(session);
+      setTimeout(() => void terminateSession(session), 250).unref();
+    };
+    opts.signal.addEventListener('abort', stop, { once: true });
+  }
   return git.env(env);
+}
+
+/** SIGTERM (git cleans its lock files on it) to every process carrying the session mark. */
+async function terminateSession(session: string): Promise<void> {
+  const mark = `\0${SESSION_VAR}=${session}\0`;
+  const pids = await readdir('/proc').catch(() => [] as string[]);
+  await Promise.all(
+    pids
+      .filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)
+      .map(async (p) => {
+        const environ = await readFile(`/proc/${p}/environ`, 'latin1').catch(() => '');
+        if (`\0${environ}`.includes(mark)) {
+          try {
+            process.kill(Number(p), 'SIGTERM');
+          } catch {
+            // already gone
+          }
+        }
+      }),
+  );
 }

@@ -17,6 +17,8 @@ export interface TestPipeline {
   tag?: string;
   services?: string[];
   deploy?: Record<string, string>;
+  timeouts?: Record<string, string>;
+  cancelSuperseded?: boolean;
 }
 
 /**
@@ -37,6 +39,8 @@ export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host:
       if (p.branch) lines.push(`    branch: ${p.branch}`);
       if (p.tag) lines.push(`    tag: ${p.tag}`);
       if (p.deploy) lines.push(`    deploy: ${JSON.stringify(p.deploy)}`);
+      if (p.timeouts) lines.push(`    timeouts: ${JSON.stringify(p.timeouts)}`);
+      if (p.cancelSuperseded !== undefined) lines.push(`    cancelSuperseded: ${p.cancelSuperseded}`);
       return lines.join('\n');
     })
     .join('\n');

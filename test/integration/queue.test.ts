@@ -1,0 +1,165 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/types.ts';
+import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { queueName } from '../../src/queue/run-queue.ts';
+import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
+import { deliver, pushPayload } from '../helpers/github.ts';
+import { runLog, waitForRun } from '../helpers/runs.ts';
+import { containersWith, slowBuildFiles } from '../helpers/site-stage.ts';
+import { startRegistry, type TestRegistry } from '../support/registry.ts';
+import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
+import {
+  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, uniqueName, waitForContent,
+} from '../support/swarm.ts';
+
+const REPO = 'acme/queue-site';
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+/** The queue's promises on the real engine: latest push wins, cancel stops real work, stage timeouts. */
+describe('run queue (real Redis, git, Docker, swarm)', () => {
+  let registry: TestRegistry;
+  let repo: SiteRepo;
+  let network: string;
+  let service: string;
+  let imageRepo: string;
+  let config: Config;
+  let daemon: Daemon;
+  let url: string;
+
+  beforeAll(async () => {
+    await cleanupLeftovers();
+    registry = await startRegistry({ auth: true });
+    repo = await createSiteRepo();
+    network = uniqueName('q-net');
+    service = uniqueName('q-www');
+    imageRepo = uniqueName('q-site');
+    await createTestNetwork(network);
+    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
+    await createTestService({ name: service, image: seed.ref, network, registry });
+    config = testConfig({
+      registry: { host: registry.host, username: registry.username, password: registry.password },
+      pipelines: [
+        { name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '90s' } },
+        { name: 'quick-timeout', repo: REPO, url: repo.url, branch: 'timeout', image: `${registry.host}/${imageRepo}`, tag: 'timeout', services: [], timeouts: { build: '2s' } },
+      ],
+    });
+    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
+    url = daemon.url!;
+  });
+
+  afterAll(async () => {
+    await daemon?.close();
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    for (const p of config.pipelines) {
+      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
+      await q.obliterate({ force: true }).catch(() => undefined);
+      await q.close();
+    }
+    const keys = await redis.keys(`${config.redisPrefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    await removeTestResources([service, network]).catch(() => undefined);
+    await registry?.stop();
+    await repo?.cleanup();
+  });
+
+  const push = async (sha: string, branch = 'main') => {
+    const res = await deliver(url, pushPayload(REPO, branch, sha));
+    expect(res.status).toBe(202);
+    return res.body.runs[0] as string;
+  };
+  const getRun = async (id: string) => (await fetch(`${url}/api/runs/${id}`)).json();
+  const waitFor = async (id: string, pred: (r: any) => boolean, ms = 60_000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const r = await getRun(id);
+      if (pred(r)) return r;
+      if (Date.now() > deadline) throw new Error(`run ${id} never matched: ${JSON.stringify(r)}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  };
+
+  it('burst: 30 pushes while a run is active → one more run, for the last commit; the rest superseded', async () => {
+    const slow = slowBuildFiles('burst base\n', 6);
+    const first = await push(await repo.commit(slow.files, 'slow base'));
+    await waitFor(first, (r) => r.stages.find((s: any) => s.name === 'build').status === 'running');
+    const shas: string[] = [];
+    for (let i = 0; i < 30; i++) shas.push(await repo.commit(siteFiles(`burst ${i}\n`), `burst ${i}`));
+    const started = Date.now();
+    const ids: string[] = [];
+    for (const sha of shas) ids.push(await push(sha));
+    expect(Date.now() - started).toBeLessThan(2000);
+
+    const last = await waitForRun(url, ids[29]!);
+    expect(last.status).toBe('succeeded');
+    expect(last.commit).toBe(shas[29]);
+    expect((await waitForRun(url, first)).status).toBe('succeeded');
+    const runs = await Promise.all(ids.slice(0, 29).map(getRun));
+    expect(runs.map((r) => r.status)).toEqual(Array(29).fill('superseded'));
+    expect(runs.every((r) => r.supersededBy !== null && r.startedAt === null)).toBe(true);
+    // Each was superseded by a later push; following the links ends at the last run.
+    let cursor = runs[0];
+    for (let hops = 0; cursor.supersededBy && hops < 40; hops++) cursor = cursor.supersededBy === ids[29] ? last : await getRun(cursor.supersededBy);
+    expect(cursor.id).toBe(ids[29]);
+    await waitForContent(service, 'burst 29\n', 30_000);
+    const page = await (await fetch(`${url}/api/pipelines/site/runs?limit=100`)).json();
+    for (const id of [first, ...ids]) expect(page.runs.some((r: any) => r.id === id)).toBe(true);
+  });
+
+  it('cancel during a slow build: cancelled within 5 s, the build container is gone, the next run proceeds', async () => {
+    const slow = slowBuildFiles('never\n', 60);
+    const id = await push(await repo.commit(slow.files, 'very slow'));
+    await waitFor(id, (r) => r.stages.find((s: any) => s.name === 'build').status === 'running');
+    const deadline = Date.now() + 30_000;
+    while ((await containersWith(slow.marker)).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(await containersWith(slow.marker)).not.toEqual([]);
+    const nextSha = await repo.commit(siteFiles('after cancel\n'), 'after cancel');
+
+    const t0 = Date.now();
+    const res = await fetch(`${url}/api/runs/${id}/cancel`, { method: 'POST', headers: admin });
+    expect(res.status).toBe(202);
+    const cancelled = await waitForRun(url, id, 10_000);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.stages.find((s: any) => s.name === 'build').status).toBe('cancelled');
+    expect(await runLog(url, id)).toContain('stopped: cancelled by admin');
+
+    const gone = Date.now() + 10_000;
+    while ((await containersWith(slow.marker)).length > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 250));
+    expect(await containersWith(slow.marker)).toEqual([]);
+
+    const next = await waitForRun(url, await push(nextSha));
+    expect(next.status).toBe('succeeded');
+    expect((await fetch(`${url}/api/runs/${id}/cancel`, { method: 'POST', headers: admin })).status).toBe(409);
+    expect((await fetch(`${url}/api/runs/${id}/cancel`, { method: 'POST' })).status).toBe(401);
+  });
+
+  it('cancelling a waiting run ends it at once; cancelling during deploy is refused with 409', async () => {
+    const slow = slowBuildFiles('slow for cancel\n', 3);
+    const active = await push(await repo.commit(slow.files, 'slow'));
+    await waitFor(active, (r) => r.status === 'running');
+    const waiting = await push(await repo.commit(siteFiles('waiting\n'), 'waiting'));
+    const res = await fetch(`${url}/api/runs/${waiting}/cancel`, { method: 'POST', headers: admin });
+    expect(res.status).toBe(202);
+    expect((await res.json()).status).toBe('cancelled');
+    expect((await getRun(waiting)).status).toBe('cancelled');
+
+    await waitFor(active, (r) => r.stages.find((s: any) => s.name === 'deploy').status === 'running', 60_000);
+    const refused = await fetch(`${url}/api/runs/${active}/cancel`, { method: 'POST', headers: admin });
+    expect(refused.status).toBe(409);
+    expect((await refused.json()).error).toMatch(/deploying/);
+    expect((await waitForRun(url, active)).status).toBe('succeeded');
+  });
+
+  it('fails a stage that exceeds its hard timeout with "timed out"', async () => {
+    const { files } = slowBuildFiles('too slow\n', 30);
+    const sha = await repo.commit(files, 'too slow');
+    const { git } = await import('../support/site.ts');
+    await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/timeout'], repo.workDir);
+    const run = await waitForRun(url, await push(sha, 'timeout'), 60_000);
+    expect(run.status).toBe('failed');
+    expect(run.error).toBe('build: build timed out after 2 s');
+  });
+});
