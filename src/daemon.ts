@@ -12,6 +12,7 @@ import type { RunPorts } from './pipeline/ports.ts';
 import { EventConsumer } from './queue/event-bus.ts';
 import { ControlPublisher } from './queue/control.ts';
 import { RunQueues } from './queue/run-queue.ts';
+import { BranchPoller } from './queue/poller.ts';
 import { Scheduler } from './queue/scheduler.ts';
 import { WorkerHost } from './queue/worker-host.ts';
 import { openDatabase } from './store/db.ts';
@@ -82,6 +83,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     const producer = connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
     const queues = new RunQueues(producer, config.redisPrefix, config.pipelines.map((p) => p.name));
     const scheduler = new Scheduler({ store, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
+    const poller = new BranchPoller({ config, heads: new GitSource(config), store, scheduler, log: logger });
     const s = store;
     const consumer = new EventConsumer(
       connect({ maxRetriesPerRequest: null }),
@@ -99,6 +101,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       config,
       store,
       scheduler,
+      poller,
       logger,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
@@ -107,11 +110,13 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       ],
     });
     scheduler.start();
+    poller.start();
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
     url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;
     closers.unshift(async () => {
       await app!.close();
+      poller.stop();
       await scheduler.stop();
       await consumer.stop();
       await queues.close();

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Config, PipelineConfig } from '../config/types.ts';
 import { DeployerError, errorMessage } from '../lib/errors.ts';
 import type { LineSink } from '../pipeline/events.ts';
-import type { Checkout, SourcePort } from '../pipeline/ports.ts';
+import type { BranchHeadPort, Checkout, SourcePort } from '../pipeline/ports.ts';
 import { createGit } from './factory.ts';
 
 /**
@@ -11,7 +11,7 @@ import { createGit } from './factory.ts';
  * transfers only what is new) and checks each run's commit out into a fresh detached
  * worktree under dataDir/work, removed again by `cleanup()`.
  */
-export class GitSource implements SourcePort {
+export class GitSource implements SourcePort, BranchHeadPort {
   readonly #root: string;
   readonly #config: Config;
   /** Serialises git operations per mirror: concurrent fetches into one repo race on its locks. */
@@ -68,6 +68,19 @@ export class GitSource implements SourcePort {
         throw new DeployerError('git_failed', `git: ${firstLine(err)}`, { retryable: true, cause: err });
       }
     });
+  }
+
+  async branchHead(pipeline: PipelineConfig, signal?: AbortSignal): Promise<string> {
+    const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
+    await mkdir(this.#root, { recursive: true });
+    const out = await createGit({ baseDir: this.#root, signal, token, blockTimeoutMs: 30_000 })
+      .raw(['ls-remote', '--heads', pipeline.url, `refs/heads/${pipeline.branch}`])
+      .catch((err) => {
+        throw new DeployerError('git_failed', `git ls-remote ${redactUrl(pipeline.url)}: ${firstLine(err)}`, { retryable: true, cause: err });
+      });
+    const sha = out.split('\n').map((l) => l.split('\t')).find(([, ref]) => ref === `refs/heads/${pipeline.branch}`)?.[0];
+    if (!sha || !/^[0-9a-f]{40}$/.test(sha)) throw new DeployerError('git_failed', `branch ${pipeline.branch} not found in ${redactUrl(pipeline.url)}`);
+    return sha;
   }
 
   async #locked<T>(key: string, fn: () => Promise<T>): Promise<T> {

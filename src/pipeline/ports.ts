@@ -70,3 +70,8 @@ export interface RunPorts {
   pusher: PushPort;
   deployer: DeployPort;
 }
+
+export interface BranchHeadPort {
+  /** The commit the pipeline's branch points at upstream now (git ls-remote). */
+  branchHead(pipeline: PipelineConfig, signal?: AbortSignal): Promise<string>;
+}

@@ -274,6 +274,12 @@ export class RunStore {
     });
   }
 
+  /** Statuses of every run of this pipeline for this commit. */
+  statusesForCommit(pipeline: string, commit: string): RunStatus[] {
+    const rows = this.#db.prepare('SELECT status FROM runs WHERE pipeline = ? AND commit_sha = ?').all(pipeline, commit) as { status: RunStatus }[];
+    return rows.map((r) => r.status);
+  }
+
   requestCancel(id: string, by: string): void {
     this.#db.prepare('UPDATE runs SET cancel_requested = ? WHERE id = ?').run(by, id);
   }

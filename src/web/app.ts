@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
 import { withTimeout } from '../lib/timeout.ts';
+import type { BranchPoller } from '../queue/poller.ts';
 import type { Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
 import { apiRoutes } from './routes/api.ts';
@@ -17,6 +18,7 @@ export interface AppDeps {
   config: Config;
   store: RunStore;
   scheduler: Scheduler;
+  poller: BranchPoller;
   health: HealthCheck[];
   logger: Logger;
 }

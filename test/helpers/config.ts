@@ -19,6 +19,8 @@ export interface TestPipeline {
   deploy?: Record<string, string>;
   timeouts?: Record<string, string>;
   cancelSuperseded?: boolean;
+  /** Default false: tests never poll github.com (no network, and no traffic off this machine). */
+  poll?: string | false;
 }
 
 /**
@@ -40,6 +42,7 @@ export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host:
       if (p.tag) lines.push(`    tag: ${p.tag}`);
       if (p.deploy) lines.push(`    deploy: ${JSON.stringify(p.deploy)}`);
       if (p.timeouts) lines.push(`    timeouts: ${JSON.stringify(p.timeouts)}`);
+      lines.push(`    poll: ${p.poll ?? false}`);
       if (p.cancelSuperseded !== undefined) lines.push(`    cancelSuperseded: ${p.cancelSuperseded}`);
       return lines.join('\n');
     })

@@ -42,9 +42,14 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
       registry: { host: registry.host, username: registry.username, password: registry.password },
       pipelines: [
         { name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '90s' } },
+        { name: 'polled', repo: REPO, url: repo.url, branch: 'polled', image: `${registry.host}/${imageRepo}`, tag: 'polled', services: [], poll: '1s' },
         { name: 'quick-timeout', repo: REPO, url: repo.url, branch: 'timeout', image: `${registry.host}/${imageRepo}`, tag: 'timeout', services: [], timeouts: { build: '2s' } },
       ],
     });
+    // The polled branch must exist before the poller's first look.
+    await repo.commit(siteFiles('polled base\n'), 'polled base');
+    const { git } = await import('../support/site.ts');
+    await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/polled'], repo.workDir);
     daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
     url = daemon.url!;
   });
@@ -161,5 +166,33 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
     const run = await waitForRun(url, await push(sha, 'timeout'), 60_000);
     expect(run.status).toBe('failed');
     expect(run.error).toBe('build: build timed out after 2 s');
+  });
+
+  it('deploys a commit whose webhook never came (poll), and "Check now" queues or reports up to date', async () => {
+    const { git } = await import('../support/site.ts');
+    const sha = await repo.commit(siteFiles('missed webhook\n'), 'missed webhook');
+    await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/polled'], repo.workDir);
+    const deadline = Date.now() + 30_000;
+    let polled: any;
+    while (!polled && Date.now() < deadline) {
+      const page = await (await fetch(`${url}/api/pipelines/polled/runs`)).json();
+      polled = page.runs.find((r: any) => r.commit === sha);
+      if (!polled) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(polled?.trigger).toBe('poll');
+    expect((await waitForRun(url, polled.id)).status).toBe('succeeded');
+
+    const refresh = (name: string) => fetch(`${url}/api/pipelines/${name}/refresh`, { method: 'POST', headers: admin });
+    const same = await refresh('polled');
+    expect(same.status).toBe(200);
+    expect(await same.json()).toMatchObject({ upToDate: true, commit: sha });
+    // The site pipeline does not poll: a commit pushed without webhook waits for "Check now".
+    const unseen = await repo.commit(siteFiles('checked now\n'), 'checked now');
+    const queued = await refresh('site');
+    expect(queued.status).toBe(202);
+    const body = await queued.json();
+    expect(body.commit).toBe(unseen);
+    expect((await waitForRun(url, body.run)).status).toBe('succeeded');
+    expect((await fetch(`${url}/api/pipelines/site/refresh`, { method: 'POST' })).status).toBe(401);
   });
 });

@@ -4,6 +4,7 @@ import type { PipelineConfig } from '../../config/types.ts';
 import type { RunView } from '../../store/run-store.ts';
 import type { AppDeps } from '../app.ts';
 import { requireAdmin } from '../auth.ts';
+import { DeployerError } from '../../lib/errors.ts';
 import { QueueUnavailable } from '../../queue/scheduler.ts';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$' }) });
@@ -57,6 +58,23 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
         return reply.code(503).send({ error: 'queue unavailable; retry later' });
       }
       return reply.code(202).send({ run: run!.id });
+    },
+  );
+
+  app.post<{ Params: { name: string } }>(
+    '/api/pipelines/:name/refresh',
+    { schema: { params: NameParams }, preHandler: admin },
+    async (req, reply) => {
+      if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+      try {
+        const result = await deps.poller.refresh(req.params.name, 'refresh');
+        if (result.kind === 'queued') return reply.code(202).send({ run: result.run, commit: result.commit });
+        return reply.code(200).send({ upToDate: true, commit: result.commit, reason: result.reason });
+      } catch (err) {
+        if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
+        if (err instanceof DeployerError) return reply.code(502).send({ error: err.message });
+        throw err;
+      }
     },
   );
 
