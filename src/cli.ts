@@ -16,7 +16,8 @@ commands:
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(usage);
+    // Asked for: stdout, exit 0. No command at all is a usage error: stderr, exit 2.
+    (command ? process.stdout : process.stderr).write(usage);
     return command ? 0 : 2;
   }
   let values: { config?: string; 'no-worker'?: boolean };
@@ -35,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (!values.config) {
-    process.stderr.write(`deployer ${command}: --config FILE is required\n`);
+    process.stderr.write(`deployer ${command}: --config FILE is required\n\n${usage}`);
     return 2;
   }
   let config: Config;

@@ -40,7 +40,8 @@ export class DockerPusher implements PushPort {
       );
     } catch (err) {
       const message = errorMessage(err).trim();
-      const denied = /unauthorized|denied|authentication required/i.test(message);
+      // "no basic auth credentials": the registry wants auth and none is configured.
+      const denied = /unauthorized|denied|authentication required|no basic auth credentials/i.test(message);
       throw new DeployerError(denied ? 'registry_auth' : 'push_failed', message, { retryable: !denied, cause: err });
     }
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) {

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
@@ -33,6 +33,7 @@ export class WorkerHost {
   readonly #checkpoints: RedisCheckpoints;
   readonly #control: ControlSubscriber;
   readonly #active = new Map<string, AbortController>();
+  readonly #queues = new Map<string, Queue<RunJobData, RunOutcome>>();
   readonly #waiting: (() => void)[] = [];
   #slots: number;
 
@@ -58,6 +59,9 @@ export class WorkerHost {
       });
       worker.on('error', (err) => this.#log.warn({ err: { message: err.message }, pipeline: p.name }, 'worker error'));
       this.#workers.push(worker);
+      const queue = new Queue<RunJobData, RunOutcome>(queueName(p.name), { connection: this.#reporterRedis, prefix: opts.prefix });
+      queue.on('error', () => undefined);
+      this.#queues.set(p.name, queue);
     }
   }
 
@@ -86,6 +90,16 @@ export class WorkerHost {
     const controller = new AbortController();
     this.#active.set(runId, controller);
     try {
+      const newer = await this.#newerSuccess(job);
+      if (newer) {
+        // Only after a crash can an older run start after a newer one finished
+        // (the newer job was free while the dead worker's lock expired): never
+        // deploy it over the newer commit.
+        log.info({ newer }, 'a newer run already deployed: superseded');
+        reporter.emit({ type: 'run.finished', runId, status: 'superseded', at: new Date().toISOString(), error: `superseded by ${newer}`, supersededBy: newer });
+        await reporter.flush();
+        return { status: 'superseded', supersededBy: newer };
+      }
       const early = await this.#control.pending(runId);
       if (early) controller.abort(new StopRequest(early.kind, early.message, early.supersededBy));
       await this.#acquire();
@@ -111,6 +125,15 @@ export class WorkerHost {
     } finally {
       this.#active.delete(runId);
     }
+  }
+
+  /** The id of a newer run of the same pipeline that already succeeded, if any. */
+  async #newerSuccess(job: Job<RunJobData, RunOutcome>): Promise<string | undefined> {
+    const queue = this.#queues.get(job.data.pipeline);
+    if (!queue) return undefined;
+    const done = await queue.getJobs(['completed'], 0, 20, false).catch(() => []);
+    // Run ids sort by creation time (src/store/ids.ts).
+    return done.find((j) => j.id !== undefined && j.id > job.data.runId && j.returnvalue?.status === 'succeeded')?.id;
   }
 
   async #acquire(): Promise<void> {
@@ -142,6 +165,7 @@ export class WorkerHost {
       return Promise.all(this.#workers.map((w) => w.close(true)));
     });
     this.#control.close();
+    await Promise.all([...this.#queues.values()].map((q) => withTimeout(q.close(), 2000, 'queue close').catch(() => undefined)));
     this.#reporterRedis.disconnect();
   }
 }

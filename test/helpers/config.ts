@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -7,6 +7,11 @@ import type { Config } from '../../src/config/types.ts';
 
 export const WEBHOOK_SECRET = `whsec-${randomBytes(8).toString('hex')}`;
 export const ADMIN_TOKEN = `admin-${randomBytes(12).toString('hex')}`;
+
+/** The environment a child `bin/deployer` needs to resolve the config's ${VAR}s. */
+export function testEnv(registryPassword = 'unused'): NodeJS.ProcessEnv {
+  return { ...process.env, GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET, DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN, REGISTRY_PASSWORD: registryPassword };
+}
 
 export interface TestPipeline {
   name: string;
@@ -27,7 +32,7 @@ export interface TestPipeline {
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -47,11 +52,13 @@ export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host:
       return lines.join('\n');
     })
     .join('\n');
-  const text = `listen: 127.0.0.1:0
+  const text = `listen: ${opts.listen ?? '127.0.0.1:0'}
 dataDir: ${dir}/data
 redis: ${opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'}
-redisPrefix: test-${randomBytes(6).toString('hex')}
-logLevel: ${process.env.TEST_LOG_LEVEL ?? 'silent'}
+redisPrefix: ${opts.redisPrefix ?? `test-${randomBytes(6).toString('hex')}`}
+logLevel: ${opts.logLevel ?? process.env.TEST_LOG_LEVEL ?? 'silent'}
+worker:
+  concurrency: ${opts.concurrency ?? 2}
 github:
   webhookSecret: \${GITHUB_WEBHOOK_SECRET}
 auth:
@@ -61,5 +68,7 @@ docker:
 ${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}pipelines:
 ${pipelines}
 `;
+  // Written out too, so tests can start bin/deployer on the very same file.
+  writeFileSync(join(dir, 'deployer.yaml'), text);
   return parseConfig(text, join(dir, 'deployer.yaml'), env);
 }

@@ -235,7 +235,7 @@ describe('GitSource and createGit (real git)', () => {
       const source = new GitSource(config);
       https.requests.length = 0;
       const argvSeen: string[] = [];
-      https.onRequest = () => argvSeen.push(...processesWith(`127.0.0.1:${https.port}`));
+      https.onRequest = () => argvSeen.push(...commandLines());
       const lines: string[] = [];
       const co = await checkout(source, pipelineOf(config), shaB, lines);
       https.onRequest = undefined;
@@ -244,8 +244,8 @@ describe('GitSource and createGit (real git)', () => {
         expect(https.requests.length).toBeGreaterThan(0);
         for (const r of https.requests) expect(r.headers.authorization).toBe(TOKEN_HEADER);
         expect(https.requests.filter((r) => r.command === 'fetch')).toHaveLength(1);
-        // The scan saw git's own processes (git-remote-https carries the URL in its argv)...
-        expect(argvSeen.some((cmd) => cmd.includes('remote-https'))).toBe(true);
+        // The scan of every process's argv, taken while git talked to the server, saw git...
+        expect(argvSeen.some((cmd) => cmd.includes(`remote-https origin ${url}`))).toBe(true);
         // ...and the token in none of them, raw or encoded.
         expect(argvSeen.filter((cmd) => cmd.includes(TOKEN) || cmd.includes(TOKEN_HEADER))).toEqual([]);
         expect(await filesContaining(config.dataDir, [TOKEN, TOKEN_HEADER.slice('Basic '.length)])).toEqual([]);
@@ -278,7 +278,7 @@ describe('GitSource and createGit (real git)', () => {
         const url = `${http.base}/site.git`;
         http.requests.length = 0;
         const argvSeen: string[] = [];
-        http.onRequest = () => argvSeen.push(...processesWith(`127.0.0.1:${http.port}`));
+        http.onRequest = () => argvSeen.push(...commandLines());
         const g = createGit({ baseDir, token: new Secret(TOKEN) });
         const refs = await g.raw(['ls-remote', url]);
         await g.raw(['remote', 'add', 'origin', url]);
@@ -288,7 +288,7 @@ describe('GitSource and createGit (real git)', () => {
         expect(refs).toContain('\trefs/heads/main');
         expect(http.requests.length).toBeGreaterThanOrEqual(2);
         for (const r of http.requests) expect(r.headers.authorization).toBe(TOKEN_HEADER);
-        expect(argvSeen.some((cmd) => cmd.includes('remote-http'))).toBe(true);
+        expect(argvSeen.some((cmd) => cmd.includes(`ls-remote ${url}`) || cmd.includes(`remote-http origin ${url}`))).toBe(true);
         expect(argvSeen.filter((cmd) => cmd.includes(TOKEN) || cmd.includes(TOKEN_HEADER))).toEqual([]);
         expect(await readFile(join(baseDir, '.git', 'config'), 'utf8')).not.toMatch(/extraHeader|Authorization/i);
         expect(await filesContaining(baseDir, [TOKEN, TOKEN_HEADER.slice('Basic '.length)])).toEqual([]);
@@ -352,7 +352,7 @@ describe('GitSource and createGit (real git)', () => {
         // Not a git failure: the run was cancelled.
         expect((err as DeployerError).code).not.toBe('git_failed');
         // No git process (fetch, git remote-http, git-remote-http) is left hanging on the server.
-        await waitFor(() => processesWith(`127.0.0.1:${stalled.port}`).length === 0, 2000);
+        await waitFor(() => processesWith(`127.0.0.1:${stalled.port}`).length === 0, 2000, () => processesWith(`127.0.0.1:${stalled.port}`).join('; '));
         // Same repository, same mirror: the aborted fetch left no lock behind.
         const co = await checkout(source, pipelineOf(config, repo.url), shaB);
         expect(co.commit).toBe(shaB);
@@ -411,26 +411,26 @@ async function filesContaining(dir: string, needles: string[]): Promise<string[]
   return hits;
 }
 
-/** Command lines (NULs as spaces) of every process whose argv contains `needle`. */
-function processesWith(needle: string): string[] {
+/** The command line (NULs as spaces) of every process on the machine. */
+function commandLines(): string[] {
   const out: string[] = [];
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    let cmd: string;
     try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      out.push(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim());
     } catch {
-      continue;
+      // gone meanwhile
     }
-    if (cmd.includes(needle)) out.push(cmd.trim());
   }
   return out;
 }
 
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
+const processesWith = (needle: string): string[] => commandLines().filter((cmd) => cmd.includes(needle));
+
+async function waitFor(cond: () => boolean, timeoutMs: number, explain: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`still true after ${timeoutMs} ms: ${explain()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

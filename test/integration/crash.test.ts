@@ -1,0 +1,193 @@
+import { spawn } from 'node:child_process';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/types.ts';
+import { queueName } from '../../src/queue/run-queue.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { deliver, pushPayload } from '../helpers/github.ts';
+import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
+import { waitForRun } from '../helpers/runs.ts';
+import { slowBuildFiles } from '../helpers/site-stage.ts';
+import { startRegistry, type TestRegistry } from '../support/registry.ts';
+import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
+import {
+  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, serviceImage, uniqueName, waitForContent,
+} from '../support/swarm.ts';
+
+const REPO = 'acme/crash-site';
+
+/**
+ * The daemon as a real process, killed with SIGKILL at the worst moments. After a
+ * restart no run may stay running or queued forever, and the recorded outcome must be
+ * the true one. BullMQ notices the dead worker's job once its lock expires (30 s) at
+ * the next stall check (15 s): these tests wait that long on purpose.
+ */
+describe('crash safety (SIGKILL, real processes)', () => {
+  let registry: TestRegistry;
+  let repo: SiteRepo;
+  let network: string;
+  let service: string;
+  let imageRepo: string;
+  let config: Config;
+  let env: NodeJS.ProcessEnv;
+  let daemon: DeployerProcess | undefined;
+  let url: string;
+
+  beforeAll(async () => {
+    await cleanupLeftovers();
+    registry = await startRegistry({ auth: true });
+    repo = await createSiteRepo();
+    network = uniqueName('c-net');
+    service = uniqueName('c-www');
+    imageRepo = uniqueName('c-site');
+    await createTestNetwork(network);
+    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
+    await createTestService({ name: service, image: seed.ref, network, registry });
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    config = testConfig({
+      listen: `127.0.0.1:${port}`,
+      logLevel: 'info',
+      registry: { host: registry.host, username: registry.username, password: registry.password },
+      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '8s', timeout: '2m' } }],
+    });
+    env = testEnv(registry.password);
+  });
+
+  afterAll(async () => {
+    await daemon?.kill('SIGKILL');
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
+    await q.obliterate({ force: true }).catch(() => undefined);
+    await q.close();
+    const keys = await redis.keys(`${config.redisPrefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    await removeTestResources([service, network]).catch(() => undefined);
+    await registry?.stop();
+    await repo?.cleanup();
+  });
+
+  const start = async () => {
+    daemon = await spawnDeployer(['serve', '--config', config.file], env, 'listening');
+  };
+  const stage = async (id: string, name: string) => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const run = await (await fetch(`${url}/api/runs/${id}`)).json();
+      if (run.stages.find((s: any) => s.name === name).status === 'running') return;
+      if (Date.now() > deadline) throw new Error(`stage ${name} never ran: ${JSON.stringify(run)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  it('killed during build: after restart the run is retried from the start and succeeds', async () => {
+    await start();
+    const { files } = slowBuildFiles('survived a crash in build\n', 4);
+    const sha = await repo.commit(files, 'crash in build');
+    const res = await deliver(url, pushPayload(REPO, 'main', sha));
+    const id = res.body.runs[0];
+    await stage(id, 'build');
+    expect(await daemon!.kill('SIGKILL')).toBe(-1);
+    await start();
+    const run = await waitForRun(url, id, 150_000);
+    expect(run.status).toBe('succeeded');
+    expect(run.attempts).toBe(2);
+    expect(run.commit).toBe(sha);
+    await waitForContent(service, 'survived a crash in build\n', 30_000);
+    const log = await (await fetch(`${url}/api/runs/${id}/log`)).text();
+    expect(log).toContain('attempt 2');
+  });
+
+  it('killed during deploy: after restart the run resumes watching and records the true outcome', async () => {
+    const sha = await repo.commit(siteFiles('survived a crash in deploy\n'), 'crash in deploy');
+    const res = await deliver(url, pushPayload(REPO, 'main', sha));
+    const id = res.body.runs[0];
+    await stage(id, 'deploy');
+    await new Promise((r) => setTimeout(r, 1500)); // the service update has been sent
+    await daemon!.kill('SIGKILL');
+    await start();
+    const run = await waitForRun(url, id, 150_000);
+    expect(run.status).toBe('succeeded');
+    expect(run.attempts).toBe(2);
+    const log = await (await fetch(`${url}/api/runs/${id}/log`)).text();
+    expect(log).toMatch(/resuming: watching/);
+    expect(log).not.toMatch(/Step \d+\/\d+[\s\S]*attempt 2[\s\S]*Step \d+\/\d+/); // not rebuilt
+    expect(await serviceImage(service)).toBe(run.image.ref);
+    await waitForContent(service, 'survived a crash in deploy\n', 30_000);
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    expect(pipeline.deployed.commit).toBe(sha);
+  });
+
+  it('a push accepted just before the crash still runs after restart', async () => {
+    const { files } = slowBuildFiles('blocker\n', 3);
+    const blocker = await deliver(url, pushPayload(REPO, 'main', await repo.commit(files, 'blocker')));
+    await stage(blocker.body.runs[0], 'build');
+    const sha = await repo.commit(siteFiles('accepted before crash\n'), 'accepted');
+    const waiting = (await deliver(url, pushPayload(REPO, 'main', sha))).body.runs[0];
+    await daemon!.kill('SIGKILL');
+    await start();
+    const newest = await waitForRun(url, waiting, 150_000);
+    expect(newest.status).toBe('succeeded');
+    // The interrupted older run comes back only after its lock expires: by then a newer
+    // commit is deployed, and it must not be deployed over it.
+    const blocked = await waitForRun(url, blocker.body.runs[0], 150_000);
+    expect(blocked.status).toBe('superseded');
+    expect(blocked.supersededBy).toBe(waiting);
+    expect(await serviceImage(service)).toBe(newest.image.ref);
+    await waitForContent(service, 'accepted before crash\n', 30_000);
+    expect(await daemon!.kill('SIGTERM')).toBe(0);
+  });
+});
+
+describe('Redis outage under a running daemon', () => {
+  it('answers 503 while Redis is down and recovers without a restart', async () => {
+    const port = await freePort();
+    const startRedis = () => {
+      const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      return p;
+    };
+    const ping = async () => {
+      const r = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        return (await r.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        r.disconnect();
+      }
+    };
+    let redis = startRedis();
+    while (!(await ping())) await new Promise((r) => setTimeout(r, 50));
+    const config = testConfig({ redisUrl: `redis://127.0.0.1:${port}`, pipelines: [{ name: 'site', repo: REPO, image: '127.0.0.1:5999/site' }] });
+    const { startDaemon } = await import('../../src/daemon.ts');
+    const d = await startDaemon(config, { http: true, worker: false, port: 0 });
+    try {
+      const push = (c: string) => deliver(d.url!, pushPayload(REPO, 'main', c.repeat(40)));
+      expect((await push('a')).status).toBe(202);
+      redis.kill('SIGKILL');
+      await new Promise((r) => redis.on('exit', r));
+      expect((await push('b')).status).toBe(503);
+      const down = await fetch(`${d.url}/healthz`);
+      expect(down.status).toBe(503);
+      expect((await down.json()).failing).toContain('redis');
+      redis = startRedis();
+      while (!(await ping())) await new Promise((r) => setTimeout(r, 50));
+      const deadline = Date.now() + 20_000;
+      let status = 0;
+      while (Date.now() < deadline && status !== 202) {
+        status = (await push('c')).status;
+        if (status !== 202) await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(status).toBe(202);
+      expect((await fetch(`${d.url}/healthz`)).status).toBe(200);
+      // Redis lost its data (no persistence here): the reconcile loop re-queues the accepted run.
+    } finally {
+      await d.close();
+      redis.kill('SIGKILL');
+    }
+  });
+});
