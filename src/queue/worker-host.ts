@@ -34,8 +34,8 @@ export class WorkerHost {
   readonly #control: ControlSubscriber;
   readonly #active = new Map<string, AbortController>();
   readonly #queues = new Map<string, Queue<RunJobData, RunOutcome>>();
-  readonly #waiting: (() => void)[] = [];
   #slots: number;
+  #closing = false;
 
   constructor(opts: { config: Config; ports: RunPorts; log: Logger; connection: () => Redis; prefix: string }) {
     this.#config = opts.config;
@@ -100,13 +100,19 @@ export class WorkerHost {
         await reporter.flush();
         return { status: 'superseded', supersededBy: newer };
       }
-      const early = await this.#control.pending(runId);
-      if (early) controller.abort(new StopRequest(early.kind, early.message, early.supersededBy));
-      await this.#acquire();
+      if (!this.#tryAcquire()) {
+        // This process is full: hand the job back so an idle worker (maybe on another
+        // host) takes it, instead of holding it behind our own runs.
+        await job.moveToDelayed(Date.now() + 250, token);
+        throw new DelayedError();
+      }
       try {
-        log.info({ attempt: job.attemptsStarted }, 'run started');
+        const early = await this.#control.pending(runId);
+        if (early) controller.abort(new StopRequest(early.kind, early.message, early.supersededBy));
+        log.info({ attempt: 1 + (job.stalledCounter ?? 0) }, 'run started');
         const outcome = await executeRun(
-          { runId, pipeline, commit: job.data.commit, worker: this.#id, attempt: Math.max(1, job.attemptsStarted) },
+          // Attempts count workers that died holding the job, not hand-backs or parking.
+          { runId, pipeline, commit: job.data.commit, worker: this.#id, attempt: 1 + (job.stalledCounter ?? 0) },
           this.#ports,
           reporter,
           controller.signal,
@@ -136,18 +142,17 @@ export class WorkerHost {
     return done.find((j) => j.id !== undefined && j.id > job.data.runId && j.returnvalue?.status === 'succeeded')?.id;
   }
 
-  async #acquire(): Promise<void> {
-    if (this.#slots > 0) {
-      this.#slots--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  /** Takes a run slot; when the last one is taken, stops fetching jobs until one frees. */
+  #tryAcquire(): boolean {
+    if (this.#slots <= 0) return false;
+    this.#slots--;
+    if (this.#slots === 0) for (const w of this.#workers) w.pause(true);
+    return true;
   }
 
   #release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#slots++;
+    this.#slots++;
+    if (this.#slots === 1 && !this.#closing) for (const w of this.#workers) w.resume();
   }
 
   /**
@@ -155,6 +160,7 @@ export class WorkerHost {
    * resume on the next start), and let deploys being watched finish, within a bound.
    */
   async close(): Promise<void> {
+    this.#closing = true;
     const closing = this.#workers.map((w) => w.close());
     for (const [runId, controller] of this.#active) {
       this.#log.info({ run: runId }, 'parking run for shutdown');

@@ -31,6 +31,8 @@ export interface RunView {
   attempts: number;
   /** The run that replaced this one (status superseded). */
   supersededBy: string | null;
+  /** host-pid of the worker that ran it (last attempt). */
+  worker: string | null;
 }
 
 export interface DeploymentView {
@@ -71,6 +73,7 @@ interface RunRow {
   image_digest: string | null;
   error: string | null;
   attempts: number;
+  worker: string | null;
   superseded_by: string | null;
   cancel_requested: string | null;
   created_at: string;
@@ -339,6 +342,7 @@ export class RunStore {
       requestedBy: row.requested_by,
       attempts: row.attempts,
       supersededBy: row.superseded_by,
+      worker: row.worker,
     };
   }
 }
