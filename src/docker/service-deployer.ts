@@ -1,15 +1,17 @@
 import type Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DeploySettings, RegistryConfig } from '../config/types.ts';
-import { DeployerError } from '../lib/errors.ts';
 import { formatDuration } from '../lib/duration.ts';
-import type { DeployPort, DeployRequest } from '../pipeline/ports.ts';
+import { DeployerError } from '../lib/errors.ts';
+import type { DeployPort, DeployRequest, ServiceDeployResult } from '../pipeline/ports.ts';
 import { authFor } from './auth.ts';
 import { dockerMessage } from './build.ts';
-import { assessRollout, type RolloutSnapshot, type TaskSnapshot, type UpdateStatus } from './rollout.ts';
+import { assessRollout, taskErrors, type RolloutSnapshot, type TaskSnapshot, type UpdateStatus } from './rollout.ts';
 
 const POLL_MS = 200;
 const MAX_SEQUENCE_RETRIES = 5;
+/** How long a rollback may take to show the previous version serving again. */
+const ROLLBACK_VERIFY_MS = 120_000;
 
 interface ServiceInfo {
   ID: string;
@@ -18,11 +20,18 @@ interface ServiceInfo {
   UpdateStatus?: UpdateStatus;
 }
 
+type WatchVerdict =
+  | { kind: 'converged' }
+  | { kind: 'rolled_back_by_swarm'; reason: string; taskErrors: string[] }
+  | { kind: 'failed'; reason: string; taskErrors: string[] }
+  | { kind: 'timeout'; detail: string; taskErrors: string[] };
+
 /**
  * Updates a swarm service to a pinned image and watches the rollout until it has
- * truly converged or truly failed. Swarm's own defaults (stop-first, pause on
- * failure) cause downtime and stalls, so the pipeline's rollout settings are written
- * into the service spec with every update.
+ * truly converged or truly failed, then says which: a rollback counts as one only
+ * once the previous image is verified running again. Swarm's own defaults
+ * (stop-first, pause on failure) cause downtime and stalls, so the pipeline's rollout
+ * settings are written into the service spec with every update.
  */
 export class SwarmDeployer implements DeployPort {
   readonly #docker: Docker;
@@ -32,46 +41,103 @@ export class SwarmDeployer implements DeployPort {
     this.#registries = registries;
   }
 
-  async deploy(req: DeployRequest): Promise<void> {
-    const { log, signal } = req;
-    const auth = authFor(this.#registries, req.registry);
-    let info = await this.#inspect(req.service);
-    const current = info.Spec.TaskTemplate?.ContainerSpec?.Image as string | undefined;
-    log(`service ${req.service} currently runs ${current ?? '(no image)'}`);
+  async deploy(req: DeployRequest): Promise<ServiceDeployResult> {
+    const { log } = req;
+    const info = await this.#inspect(req.service);
+    const previous = specImage(info);
+    log(`service ${req.service} currently runs ${previous ?? '(no image)'}`);
     const started = Date.now();
-    if (req.resumeSince) {
-      const resumed = await this.#resume(req, info);
-      if (resumed) return;
+    let verdict: WatchVerdict | undefined;
+    if (req.resumeSince) verdict = await this.#resume(req, info);
+    if (!verdict) {
+      await this.#update(req, info, req.image);
+      verdict = await this.#watch(req, info.ID, info.UpdateStatus?.StartedAt, started);
     }
-    const previousStartedAt = info.UpdateStatus?.StartedAt;
+    return this.#conclude(req, info.ID, previous, verdict, started);
+  }
+
+  async restore(req: DeployRequest): Promise<ServiceDeployResult> {
+    const info = await this.#inspect(req.service);
+    const from = specImage(info);
+    const started = Date.now();
+    await this.#update(req, info, req.image);
+    const verdict = await this.#watch(req, info.ID, info.UpdateStatus?.StartedAt, started);
+    const ok = verdict.kind === 'converged';
+    req.log(`${req.service}: ${ok ? 'rolled back to' : 'could not roll back to'} ${req.image}`);
+    return {
+      service: req.service,
+      outcome: ok ? 'rolled_back' : 'failed',
+      previousImage: from,
+      image: specImage(await this.#inspect(req.service)),
+      taskErrors: 'taskErrors' in verdict ? verdict.taskErrors : [],
+      message: ok ? `restored ${req.image} after another service failed` : `restoring ${req.image} failed: ${'reason' in verdict ? verdict.reason : verdict.kind}`,
+    };
+  }
+
+  async #conclude(req: DeployRequest, id: string, previous: string | null, verdict: WatchVerdict, started: number): Promise<ServiceDeployResult> {
+    const base = { service: req.service, previousImage: previous };
+    const errors = 'taskErrors' in verdict ? verdict.taskErrors : [];
+    for (const e of errors) req.log(`${req.service}: task error: ${e}`);
+    const why = errors[0] ? ` (task error: ${errors[0]})` : '';
+    switch (verdict.kind) {
+      case 'converged':
+        req.log(`${req.service} converged in ${formatDuration(Date.now() - started)}`);
+        return { ...base, outcome: 'succeeded', image: req.image, taskErrors: [], message: 'converged' };
+      case 'failed':
+        return { ...base, outcome: 'failed', image: specImage(await this.#inspectId(id)), taskErrors: errors, message: `${verdict.reason}${why}` };
+      case 'rolled_back_by_swarm': {
+        const serving = previous ? await this.#verifyServing(req, id, previous) : false;
+        return {
+          ...base,
+          outcome: serving ? 'rolled_back' : 'failed',
+          image: specImage(await this.#inspectId(id)),
+          taskErrors: errors,
+          message: serving ? `${verdict.reason}${why}; ${previous} verified serving again` : `${verdict.reason}${why}; the previous version is NOT verified serving`,
+        };
+      }
+      case 'timeout': {
+        req.log(`${req.service}: no convergence within ${formatDuration(req.settings.timeoutMs)} (${verdict.detail}); rolling back`);
+        const requested = await this.#requestRollback(req, id);
+        const serving = requested && previous ? await this.#verifyServing(req, id, previous) : false;
+        return {
+          ...base,
+          outcome: serving ? 'timed_out' : 'failed',
+          image: specImage(await this.#inspectId(id)),
+          taskErrors: errors,
+          message: `rollout did not converge within ${formatDuration(req.settings.timeoutMs)} (${verdict.detail})${why}; ${serving ? `rolled back, ${previous} verified serving` : 'rollback NOT verified'}`,
+        };
+      }
+    }
+  }
+
+  async #update(req: DeployRequest, first: ServiceInfo, image: string): Promise<void> {
+    const auth = authFor(this.#registries, req.registry);
+    let info = first;
     for (let attempt = 1; ; attempt++) {
-      const spec = withImage(info.Spec, req.image, req.settings);
       try {
-        await this.#docker.getService(info.ID).update(auth as never, { _query: { version: info.Version.Index }, _body: spec, abortSignal: signal } as never);
-        break;
+        await this.#docker.getService(info.ID).update(auth as never, { _query: { version: info.Version.Index }, _body: withImage(info.Spec, image, req.settings) } as never);
+        if (specImage(info) === image) req.log(`service already specifies ${image}; verifying its tasks`);
+        return;
       } catch (err) {
         const message = dockerMessage(err);
         // Someone else changed the service between our inspect and update: re-read and retry.
         if (/update out of sequence/.test(message) && attempt < MAX_SEQUENCE_RETRIES) {
-          log(`service changed while updating (attempt ${attempt}); re-reading and retrying`);
+          req.log(`service changed while updating (attempt ${attempt}); re-reading and retrying`);
           info = await this.#inspect(req.service);
           continue;
         }
         throw new DeployerError('deploy_failed', `updating ${req.service}: ${message}`, { cause: err });
       }
     }
-    if (current === req.image) {
-      log(`service already specifies ${req.image}; verifying its tasks`);
-    }
-    await this.#watch(req, info.ID, previousStartedAt, started);
   }
 
-  async #watch(req: DeployRequest, id: string, previousStartedAt: string | undefined, started: number): Promise<void> {
+  async #watch(req: DeployRequest, id: string, previousStartedAt: string | undefined, started: number): Promise<WatchVerdict> {
     const { log, signal, settings } = req;
     let lastDetail = '';
+    let rollingBack = false;
     const deadline = started + settings.timeoutMs;
     for (;;) {
-      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('cancelled');
+      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
       const snapshot = await this.#snapshot(id, req.image, previousStartedAt, Date.now() - started);
       const verdict = assessRollout(snapshot);
       const detail = verdict.kind === 'failed' ? verdict.reason : verdict.detail;
@@ -79,19 +145,15 @@ export class SwarmDeployer implements DeployPort {
         log(`${req.service}: ${detail}`);
         lastDetail = detail;
       }
-      if (verdict.kind === 'converged') {
-        log(`${req.service} converged in ${formatDuration(Date.now() - started)}`);
-        return;
-      }
+      if (verdict.kind === 'converged') return { kind: 'converged' };
       if (verdict.kind === 'failed') {
-        for (const e of verdict.taskErrors) log(`${req.service}: task error: ${e}`);
-        const why = verdict.taskErrors[0] ? ` (task error: ${verdict.taskErrors[0]})` : '';
-        throw new DeployerError('deploy_failed', `${req.service}: ${verdict.reason}${why}`);
+        const bySwarm = snapshot.updateStatus?.State === 'rollback_completed';
+        return { kind: bySwarm ? 'rolled_back_by_swarm' : 'failed', reason: verdict.reason, taskErrors: verdict.taskErrors };
       }
-      if (Date.now() > deadline) {
-        await this.#rollbackAfterTimeout(req, id);
-        throw new DeployerError('timed_out', `${req.service}: rollout did not converge within ${formatDuration(settings.timeoutMs)} (${detail})`);
-      }
+      if (verdict.kind === 'rolling_back') rollingBack = true;
+      // A rollback swarm started is followed to its end even past our deadline.
+      if (Date.now() > deadline && !rollingBack) return { kind: 'timeout', detail, taskErrors: taskErrorsOf(snapshot) };
+      if (Date.now() > deadline + ROLLBACK_VERIFY_MS) return { kind: 'failed', reason: `swarm's rollback did not finish (${detail})`, taskErrors: taskErrorsOf(snapshot) };
       await sleep(POLL_MS, undefined, { signal }).catch(() => undefined);
     }
   }
@@ -99,42 +161,59 @@ export class SwarmDeployer implements DeployPort {
   /**
    * After the deployer died mid-deploy: if our image is already in the spec, watch
    * that rollout to its end; if swarm rolled it back meanwhile, that is the outcome.
-   * Returns false when our update never reached swarm (then update as usual).
+   * Returns undefined when our update never reached swarm (then update as usual).
    */
-  async #resume(req: DeployRequest, info: ServiceInfo): Promise<boolean> {
-    const current = info.Spec.TaskTemplate?.ContainerSpec?.Image as string | undefined;
+  async #resume(req: DeployRequest, info: ServiceInfo): Promise<WatchVerdict | undefined> {
     const status = info.UpdateStatus;
     const since = Date.parse(req.resumeSince!);
     const updatedSince = status?.StartedAt !== undefined && Date.parse(status.StartedAt) >= since - 5_000;
-    if (current === req.image) {
+    if (specImage(info) === req.image) {
       req.log(`${req.service}: our update is in the spec (${status?.State ?? 'no update status'}); watching it`);
-      await this.#watch(req, info.ID, undefined, Date.parse(req.resumeSince!));
-      return true;
+      return this.#watch(req, info.ID, undefined, since);
     }
-    if (updatedSince && status?.State?.startsWith('rollback')) {
-      throw new DeployerError('deploy_failed', `${req.service}: swarm rolled the update back while the deployer was down${status.Message ? `: ${status.Message}` : ''}`);
+    if (updatedSince && status?.State === 'rollback_completed') {
+      return { kind: 'rolled_back_by_swarm', reason: `swarm rolled the update back while the deployer was down${status.Message ? `: ${status.Message}` : ''}`, taskErrors: [] };
     }
     req.log(`${req.service}: the interrupted attempt had not updated the service; updating now`);
-    return false;
+    return undefined;
   }
 
-  async #rollbackAfterTimeout(req: DeployRequest, id: string): Promise<void> {
-    if (req.settings.failureAction !== 'rollback') return;
+  async #requestRollback(req: DeployRequest, id: string): Promise<boolean> {
     try {
-      const info = (await this.#docker.getService(id).inspect()) as ServiceInfo;
-      req.log(`${req.service}: timed out; asking swarm to roll back to the previous spec`);
+      const info = await this.#inspectId(id);
       await this.#docker.getService(id).update(authFor(this.#registries, req.registry) as never, {
         _query: { version: info.Version.Index, rollback: 'previous' },
         _body: info.Spec,
       } as never);
+      return true;
     } catch (err) {
       req.log(`${req.service}: rollback request failed: ${dockerMessage(err)}`);
+      return false;
     }
+  }
+
+  /** True once the spec is back on `image` and enough of its tasks run it. */
+  async #verifyServing(req: DeployRequest, id: string, image: string): Promise<boolean> {
+    const deadline = Date.now() + ROLLBACK_VERIFY_MS;
+    while (Date.now() < deadline) {
+      const info = await this.#inspectId(id);
+      const tasks = ((await this.#docker.listTasks({ filters: { service: [id] } })) as Record<string, any>[]).map(toTaskSnapshot);
+      const want = info.Spec.Mode?.Replicated ? Number(info.Spec.Mode.Replicated.Replicas ?? 1) : Math.max(1, tasks.filter((t) => t.desiredState === 'running').length);
+      const running = tasks.filter((t) => t.desiredState === 'running' && t.state === 'running' && t.image === image).length;
+      const settled = !info.UpdateStatus?.State || ['rollback_completed', 'completed'].includes(info.UpdateStatus.State);
+      if (specImage(info) === image && running >= want && settled) {
+        req.log(`${req.service}: verified ${running}/${want} tasks running ${image}`);
+        return true;
+      }
+      await sleep(POLL_MS);
+    }
+    req.log(`${req.service}: ${image} is not running again after ${formatDuration(ROLLBACK_VERIFY_MS)}`);
+    return false;
   }
 
   async #snapshot(id: string, target: string, previousStartedAt: string | undefined, elapsedMs: number): Promise<RolloutSnapshot> {
     const [info, tasks] = await Promise.all([
-      this.#docker.getService(id).inspect() as Promise<ServiceInfo>,
+      this.#inspectId(id),
       this.#docker.listTasks({ filters: { service: [id] } }) as Promise<Record<string, any>[]>,
     ]);
     return {
@@ -145,6 +224,10 @@ export class SwarmDeployer implements DeployPort {
       replicas: info.Spec.Mode?.Replicated ? Number(info.Spec.Mode.Replicated.Replicas ?? 1) : undefined,
       elapsedMs,
     };
+  }
+
+  async #inspectId(id: string): Promise<ServiceInfo> {
+    return (await this.#docker.getService(id).inspect()) as ServiceInfo;
   }
 
   async #inspect(name: string): Promise<ServiceInfo> {
@@ -160,6 +243,14 @@ export class SwarmDeployer implements DeployPort {
     if (info.Spec?.Name !== name) throw new DeployerError('service_missing', `service "${name}" does not exist on this swarm`);
     return info;
   }
+}
+
+function specImage(info: ServiceInfo): string | null {
+  return (info.Spec.TaskTemplate?.ContainerSpec?.Image as string | undefined) ?? null;
+}
+
+function taskErrorsOf(s: RolloutSnapshot): string[] {
+  return taskErrors(s.tasks, s.target);
 }
 
 /** A copy of the spec with the new image and the pipeline's rollout settings. */

@@ -1,3 +1,4 @@
+import type { ServiceDeployResult } from './ports.ts';
 import type { RunStatus, StageName, StageStatus } from './states.ts';
 
 /**
@@ -15,6 +16,7 @@ export type RunEvent =
   | { type: 'stage.finished'; runId: string; stage: StageName; status: StageStatus; at: string; error?: string }
   | { type: 'log'; runId: string; stage: StageName | null; at: string; lines: string[] }
   | { type: 'image'; runId: string; ref: string; digest: string }
+  | { type: 'service.result'; runId: string; at: string; result: ServiceDeployResult }
   | { type: 'deployed'; runId: string; service: string; image: string; digest: string; commit: string; at: string }
   | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string; supersededBy?: string };
 

@@ -59,9 +59,32 @@ export interface DeployRequest {
   resumeSince?: string;
 }
 
+export type ServiceOutcome = 'succeeded' | 'rolled_back' | 'failed' | 'timed_out';
+
+/** How one service's deploy truly ended. */
+export interface ServiceDeployResult {
+  service: string;
+  /**
+   * succeeded: converged on the new image. rolled_back: the new image failed and the
+   * previous one was verified serving again. timed_out: did not converge in time; the
+   * deployer rolled back (verified). failed: could not roll back, or left unconverged.
+   */
+  outcome: ServiceOutcome;
+  previousImage: string | null;
+  /** The image the service's spec runs at the end. */
+  image: string | null;
+  taskErrors: string[];
+  message: string;
+}
+
 export interface DeployPort {
-  /** Updates the service and watches the rollout; resolves only when it truly converged. */
-  deploy(req: DeployRequest): Promise<void>;
+  /**
+   * Updates the service and watches the rollout to its true end. Rejects only when
+   * nothing was changed (service missing, Docker unreachable, owned by someone else).
+   */
+  deploy(req: DeployRequest): Promise<ServiceDeployResult>;
+  /** Brings an already-updated service back to `image` (fleet rollback); outcome rolled_back or failed. */
+  restore(req: DeployRequest): Promise<ServiceDeployResult>;
 }
 
 export interface RunPorts {

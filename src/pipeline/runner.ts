@@ -3,7 +3,7 @@ import type { PipelineConfig } from '../config/types.ts';
 import { DeployerError, errorMessage, oneLine } from '../lib/errors.ts';
 import { StageTimeout, StopRequest } from './cancel.ts';
 import type { LineSink, RunReporter } from './events.ts';
-import type { Checkout, RunPorts } from './ports.ts';
+import type { Checkout, RunPorts, ServiceDeployResult } from './ports.ts';
 import type { RunStatus, StageName } from './states.ts';
 
 export interface RunJob {
@@ -115,15 +115,31 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
         const cp: RunCheckpoint = resume ?? { commit, image: imageRef, digest, deployStartedAt: now(), servicesDone: [] };
         await checkpoints.save(runId, cp);
         if (pipeline.services.length === 0) log('no services configured: nothing to deploy');
+        const updated: ServiceDeployResult[] = [];
         for (const service of pipeline.services) {
           if (cp.servicesDone.includes(service)) continue;
           log(resume ? `resuming: watching ${service} roll out ${imageRef}` : `updating service ${service} to ${imageRef}`);
-          await ports.deployer.deploy({
+          const result = await ports.deployer.deploy({
             service, image: imageRef, registry: pipeline.registry, settings: pipeline.deploy, signal, log,
             ...(resume ? { resumeSince: resume.deployStartedAt } : {}),
           });
+          report.emit({ type: 'service.result', runId, at: now(), result });
+          if (result.outcome !== 'succeeded') {
+            // Never leave the fleet serving a mix: bring back the ones already updated.
+            for (const done of updated.reverse()) {
+              if (!done.previousImage) continue;
+              log(`rolling ${done.service} back to ${done.previousImage} so all services serve the same version`);
+              const restored = await ports.deployer.restore({ service: done.service, image: done.previousImage, registry: pipeline.registry, settings: pipeline.deploy, signal, log });
+              report.emit({ type: 'service.result', runId, at: now(), result: restored });
+            }
+            throw new DeployerError('deploy_failed', `${service} ${result.outcome.replace('_', ' ')}: ${result.message}`);
+          }
+          updated.push(result);
           cp.servicesDone.push(service);
           await checkpoints.save(runId, cp);
+        }
+        // The deployment record advances only once the whole fleet runs the new image.
+        for (const service of pipeline.services) {
           report.emit({ type: 'deployed', runId, service, image: imageRef, digest, commit, at: now() });
         }
       },

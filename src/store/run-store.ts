@@ -33,6 +33,18 @@ export interface RunView {
   supersededBy: string | null;
   /** host-pid of the worker that ran it (last attempt). */
   worker: string | null;
+  /** How each service's deploy ended: succeeded, rolled_back, failed or timed_out. */
+  deploys: ServiceDeployView[];
+}
+
+export interface ServiceDeployView {
+  service: string;
+  outcome: string;
+  previousImage: string | null;
+  image: string | null;
+  taskErrors: string[];
+  message: string;
+  at: string;
 }
 
 export interface DeploymentView {
@@ -234,6 +246,13 @@ export class RunStore {
       case 'image':
         this.#db.prepare('UPDATE runs SET image_ref = ?, image_digest = ? WHERE id = ?').run(e.ref, e.digest, e.runId);
         return true;
+      case 'service.result': {
+        const r = e.result;
+        this.#db
+          .prepare('INSERT INTO service_deploys (run_id, service, outcome, previous_image, final_image, task_errors, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(e.runId, r.service, r.outcome, r.previousImage, r.image, JSON.stringify(r.taskErrors), r.message, e.at);
+        return true;
+      }
       case 'deployed': {
         const run = this.getRun(e.runId);
         if (!run) return false;
@@ -343,6 +362,17 @@ export class RunStore {
       attempts: row.attempts,
       supersededBy: row.superseded_by,
       worker: row.worker,
+      deploys: (
+        this.#db.prepare('SELECT * FROM service_deploys WHERE run_id = ? ORDER BY seq').all(row.id) as Record<string, string>[]
+      ).map((d) => ({
+        service: d.service!,
+        outcome: d.outcome!,
+        previousImage: d.previous_image ?? null,
+        image: d.final_image ?? null,
+        taskErrors: JSON.parse(d.task_errors ?? '[]') as string[],
+        message: d.message!,
+        at: d.at!,
+      })),
     };
   }
 }

@@ -132,6 +132,7 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     expect(deploy.status).toBe('failed');
     expect(run.error).toMatch(/^deploy: /);
     expect(run.error).toMatch(/rolled the service back|paused/);
+    expect(run.deploys).toMatchObject([{ service, outcome: 'rolled_back', image: servedB, previousImage: servedB }]);
     expect(await runLog(url, run.id)).toMatch(/task error: .*exit/);
     await waitForContent(service, 'version B\n', 30_000);
     expect(await serviceImage(service)).toBe(servedB);

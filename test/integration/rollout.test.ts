@@ -1,0 +1,136 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/types.ts';
+import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { queueName } from '../../src/queue/run-queue.ts';
+import { testConfig } from '../helpers/config.ts';
+import { deliver, pushPayload } from '../helpers/github.ts';
+import { freePort } from '../helpers/process.ts';
+import { runLog, waitForRun } from '../helpers/runs.ts';
+import { startRegistry, type TestRegistry } from '../support/registry.ts';
+import { createSiteRepo, git, siteFiles, type SiteRepo } from '../support/site.ts';
+import {
+  buildAndPush, cleanupLeftovers, createTestNetwork, createTestService, dockerCli, removeTestResources, serviceContents, serviceImage, uniqueName, waitForContent,
+} from '../support/swarm.ts';
+
+const REPO = 'acme/rollout';
+
+/**
+ * Every deploy ends as succeeded, rolled_back (previous version verified serving),
+ * timed_out (then rolled back by the deployer) or failed, per service; a failing
+ * service in a fleet brings the others back too.
+ */
+describe('rollout outcomes on the real swarm', () => {
+  let registry: TestRegistry;
+  let repo: SiteRepo;
+  let network: string;
+  let imageRepo: string;
+  let seedRef: string;
+  let config: Config;
+  let daemon: Daemon;
+  let url: string;
+  const svc = { healthy: '', stuck: '', fleet1: '', fleet2: '' };
+
+  beforeAll(async () => {
+    await cleanupLeftovers();
+    registry = await startRegistry({ auth: true });
+    repo = await createSiteRepo();
+    network = uniqueName('r-net');
+    imageRepo = uniqueName('r-site');
+    for (const k of Object.keys(svc) as (keyof typeof svc)[]) svc[k] = uniqueName(`r-${k}`);
+    await createTestNetwork(network);
+    // The previous version carries a marker file that fleet2's health check requires.
+    seedRef = (await buildAndPush(registry, imageRepo, { ...siteFiles('previous\n'), 'www/old-marker': 'x' })).ref;
+    await Promise.all([
+      createTestService({ name: svc.healthy, image: seedRef, network, registry, healthcheck: true }),
+      createTestService({ name: svc.fleet1, image: seedRef, network, registry }),
+      createTestService({ name: svc.fleet2, image: seedRef, network, registry, healthcheck: 'test -f /www/old-marker || exit 1' }),
+    ]);
+    // start-first with a host-mode published port on one node: the new task can never start.
+    const port = await freePort();
+    await dockerCli([
+      'service', 'create', '--detach', '--quiet', '--name', svc.stuck, '--with-registry-auth', '--init', '--label', 'deployer.test=1',
+      '--publish', `mode=host,target=8080,published=${port}`, '--stop-grace-period', '2s', seedRef,
+    ], { registry });
+    const image = `${registry.host}/${imageRepo}`;
+    const fast = { monitor: '2s', timeout: '60s' };
+    config = testConfig({
+      registry: { host: registry.host, username: registry.username, password: registry.password },
+      pipelines: [
+        { name: 'healthy', repo: REPO, url: repo.url, branch: 'healthy', image, tag: 'healthy', services: [svc.healthy], deploy: fast },
+        { name: 'stuck', repo: REPO, url: repo.url, branch: 'stuck', image, tag: 'stuck', services: [svc.stuck], deploy: { monitor: '1s', timeout: '8s' } },
+        { name: 'fleet', repo: REPO, url: repo.url, branch: 'fleet', image, tag: 'fleet', services: [svc.fleet1, svc.fleet2], deploy: fast },
+      ],
+    });
+    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
+    url = daemon.url!;
+    await waitForContent(svc.healthy, 'previous\n', 60_000);
+  });
+
+  afterAll(async () => {
+    await daemon?.close();
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    for (const p of config.pipelines) {
+      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
+      await q.obliterate({ force: true }).catch(() => undefined);
+      await q.close();
+    }
+    const keys = await redis.keys(`${config.redisPrefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    await removeTestResources([...Object.values(svc), network]).catch(() => undefined);
+    await registry?.stop();
+    await repo?.cleanup();
+  });
+
+  const deployTo = async (branch: string, files: Record<string, string | null>) => {
+    const sha = await repo.commit(files, branch);
+    await git(['push', '--quiet', '--force', 'origin', `HEAD:refs/heads/${branch}`], repo.workDir);
+    const res = await deliver(url, pushPayload(REPO, branch, sha));
+    expect(res.status).toBe(202);
+    return waitForRun(url, res.body.runs[0], 240_000);
+  };
+
+  it('a container that runs but fails its health check → rolled_back, previous verified serving', async () => {
+    // Serves nothing: httpd on another port, so the health check on 8080 fails.
+    const files = { ...siteFiles('unhealthy\n'), Dockerfile: siteFiles('').Dockerfile!.replace('"-p","8080"', '"-p","8081"') };
+    const run = await deployTo('healthy', files);
+    expect(run.status).toBe('failed');
+    expect(run.deploys).toHaveLength(1);
+    expect(run.deploys[0]).toMatchObject({ service: svc.healthy, outcome: 'rolled_back', previousImage: seedRef, image: seedRef });
+    expect(run.error).toMatch(/rolled back/);
+    expect(await serviceImage(svc.healthy)).toBe(seedRef);
+    expect(await serviceContents(svc.healthy)).toEqual(['previous\n']);
+    const [p] = (await (await fetch(`${url}/api/pipelines`)).json()).filter((x: any) => x.name === 'healthy');
+    expect(p.deployed).toBeNull(); // the deployment record only advances on success
+  });
+
+  it('a task that can never be scheduled → timed_out within the configured timeout, then rolled back', async () => {
+    const started = Date.now();
+    const run = await deployTo('stuck', siteFiles('never scheduled\n'));
+    expect(run.status).toBe('failed');
+    expect(run.deploys[0]).toMatchObject({ service: svc.stuck, outcome: 'timed_out', image: seedRef });
+    expect(run.deploys[0].message).toMatch(/did not converge within 8\.0s/);
+    const deployStage = run.stages.find((s: any) => s.name === 'deploy');
+    expect(Date.parse(deployStage.finishedAt) - Date.parse(deployStage.startedAt)).toBeLessThan(8_000 + 120_000);
+    expect(Date.now() - started).toBeLessThan(200_000);
+    expect(await serviceImage(svc.stuck)).toBe(seedRef);
+    expect(await runLog(url, run.id)).toMatch(/pending/);
+  });
+
+  it('two services, the second fails → both end on the previous digest', async () => {
+    const run = await deployTo('fleet', siteFiles('fleet new\n'));
+    expect(run.status).toBe('failed');
+    expect(run.deploys.map((d: any) => [d.service, d.outcome])).toEqual([
+      [svc.fleet1, 'succeeded'],
+      [svc.fleet2, 'rolled_back'],
+      [svc.fleet1, 'rolled_back'],
+    ]);
+    expect(await serviceImage(svc.fleet1)).toBe(seedRef);
+    expect(await serviceImage(svc.fleet2)).toBe(seedRef);
+    await waitForContent(svc.fleet1, 'previous\n', 30_000);
+    const [p] = (await (await fetch(`${url}/api/pipelines`)).json()).filter((x: any) => x.name === 'fleet');
+    expect(p.deployed).toBeNull();
+  });
+});
