@@ -14,6 +14,8 @@ export interface RunJob {
   worker: string;
   /** 1 for the first try; more when the job is retried after its worker died. */
   attempt: number;
+  /** Rollback: deploy this pinned image (repo:tag@sha256:…) without fetching or building. */
+  image?: string;
 }
 
 /** Where a run got to, kept outside the worker so a retry can resume a deploy. */
@@ -55,8 +57,8 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
   const resume = job.attempt > 1 ? await checkpoints.load(runId).catch(() => undefined) : undefined;
   let checkout: Checkout | undefined;
   let commit = resume?.commit ?? job.commit ?? '';
-  let imageRef = resume?.image ?? '';
-  let digest = resume?.digest ?? '';
+  let imageRef = resume?.image ?? job.image ?? '';
+  let digest = resume?.digest ?? (job.image ? job.image.slice(job.image.indexOf('@') + 1) : '');
 
   const stages: [StageName, (signal: AbortSignal) => Promise<void>][] = [
     [
@@ -151,6 +153,14 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
     for (const [name, body] of stages) {
       if (outcome.status !== 'succeeded') {
         report.emit({ type: 'stage.finished', runId, stage: name, status: outcome.status === 'failed' ? 'skipped' : 'cancelled', at: now() });
+        continue;
+      }
+      if (job.image && !resume && name !== 'deploy') {
+        if (name === 'fetch') {
+          logTo(null)(`rollback: redeploying ${job.image} (commit ${commit.slice(0, 12)}) without rebuilding`);
+          report.emit({ type: 'image', runId, ref: imageRef, digest });
+        }
+        report.emit({ type: 'stage.finished', runId, stage: name, status: 'skipped', at: now() });
         continue;
       }
       if (resume && name !== 'deploy') {

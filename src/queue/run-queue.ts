@@ -7,6 +7,8 @@ export interface RunJobData {
   runId: string;
   pipeline: string;
   commit: string | null;
+  /** Rollback runs: deploy this pinned image, no build. */
+  image?: string;
 }
 
 const ENQUEUE_TIMEOUT_MS = 3000;

@@ -3,7 +3,7 @@ import type { Config } from '../config/types.ts';
 import { isTerminal } from '../pipeline/states.ts';
 import type { NewRun, RunStore, RunView } from '../store/run-store.ts';
 import type { ControlPublisher } from './control.ts';
-import type { RunQueues } from './run-queue.ts';
+import type { RunJobData, RunQueues } from './run-queue.ts';
 
 export type CancelResult =
   | { kind: 'cancelled' }
@@ -44,13 +44,24 @@ export class Scheduler {
    */
   async submit(runs: NewRun[], delivery?: { id: string; event: string }): Promise<RunView[]> {
     const created = this.#store.createRuns(runs, delivery);
+    const held = (r: RunView) => (r.trigger === 'push' || r.trigger === 'poll') && this.#store.pauseOf(r.pipeline) !== undefined;
     try {
-      for (const run of created) await this.#queues.enqueue({ runId: run.id, pipeline: run.pipeline, commit: run.commit });
+      for (const run of created) if (!held(run)) await this.#queues.enqueue(jobOf(run));
     } catch (err) {
       this.#store.forgetRuns(created.map((r) => r.id), delivery?.id);
       throw new QueueUnavailable((err as Error).message);
     }
     for (const run of created) {
+      if (held(run)) {
+        // Paused: the push waits, visible; only the newest one is kept waiting.
+        this.#log.info({ run: run.id, pipeline: run.pipeline }, 'pipeline paused: run held until resumed');
+        for (const older of this.#store.queuedRuns(run.pipeline)) {
+          if (older.id < run.id && (await this.#queues.jobState(older.pipeline, older.id)).state === 'missing') {
+            this.#store.finish(older.id, 'superseded', `superseded by ${run.id}`, run.id);
+          }
+        }
+        continue;
+      }
       await this.#supersedeOlder(run).catch((err) =>
         this.#log.warn({ err: { message: (err as Error).message }, run: run.id }, 'could not supersede older runs'),
       );
@@ -72,6 +83,42 @@ export class Scheduler {
       if (active.id === run.id || active.stages.some((s) => s.name === 'deploy' && s.status !== 'pending')) continue;
       await this.#control.requestStop({ runId: active.id, kind: 'supersede', message: `superseded by ${run.id}`, supersededBy: run.id });
     }
+  }
+
+  pause(pipeline: string, reason: string, by: string): void {
+    this.#store.pause(pipeline, reason, by);
+    this.#log.info({ pipeline, reason, by }, 'pipeline paused');
+  }
+
+  /** Un-pauses and queues the newest run held while paused (older ones are superseded). */
+  async resume(pipeline: string): Promise<RunView | undefined> {
+    this.#store.resume(pipeline);
+    const heldRuns: RunView[] = [];
+    for (const r of this.#store.queuedRuns(pipeline)) {
+      if ((await this.#queues.jobState(pipeline, r.id)).state === 'missing') heldRuns.push(r);
+    }
+    const newest = heldRuns.pop();
+    if (!newest) return undefined;
+    await this.#queues.enqueue(jobOf(newest));
+    for (const older of heldRuns) this.#store.finish(older.id, 'superseded', `superseded by ${newest.id}`, newest.id);
+    await this.#supersedeOlder(newest);
+    return newest;
+  }
+
+  /**
+   * Redeploys a recorded deployment's exact digest (no rebuild) as a run of its own,
+   * and pauses the pipeline so the next push does not silently undo it.
+   */
+  async rollback(pipeline: string, deploymentId: string | undefined, by: string): Promise<{ run: RunView } | { error: string }> {
+    const history = this.#store.deployments(pipeline, 1000);
+    const current = history.find((d) => d.replacedAt === null);
+    const target = deploymentId
+      ? history.find((d) => d.id === deploymentId)
+      : history.find((d) => d !== current && d.image !== current?.image);
+    if (!target) return { error: deploymentId ? `no deployment "${deploymentId}" in pipeline ${pipeline}` : 'no previous deployment to roll back to' };
+    this.pause(pipeline, `rolled back to ${target.commit.slice(0, 12)} (${target.image}) by ${by}`, by);
+    const [run] = await this.submit([{ pipeline, trigger: 'rollback', commit: target.commit, targetImage: target.image, requestedBy: by }]);
+    return { run: run! };
   }
 
   /** Cancel: a waiting run ends at once; a running one is stopped by its worker; deploy is refused. */
@@ -126,9 +173,10 @@ export class Scheduler {
       // A run created this instant may not be enqueued yet by submit().
       if (run.status === 'queued' && Date.now() - Date.parse(run.createdAt) < 10_000) continue;
       const { state, failedReason } = await this.#queues.jobState(run.pipeline, run.id);
+      if (state === 'missing' && run.status === 'queued' && this.#store.pauseOf(run.pipeline)) continue; // held while paused
       if (state === 'missing' && run.status === 'queued') {
         this.#log.warn({ run: run.id }, 're-queueing a run whose job was lost');
-        await this.#queues.enqueue({ runId: run.id, pipeline: run.pipeline, commit: run.commit });
+        await this.#queues.enqueue(jobOf(run));
       } else if (state === 'missing') {
         this.#store.finish(run.id, 'failed', 'interrupted: its job is no longer in the queue');
       } else if (state === 'failed') {
@@ -136,4 +184,8 @@ export class Scheduler {
       }
     }
   }
+}
+
+function jobOf(run: RunView): RunJobData {
+  return { runId: run.id, pipeline: run.pipeline, commit: run.commit, ...(run.targetImage ? { image: run.targetImage } : {}) };
 }

@@ -33,6 +33,8 @@ export interface RunView {
   supersededBy: string | null;
   /** host-pid of the worker that ran it (last attempt). */
   worker: string | null;
+  /** Rollback runs: the pinned image redeployed without building. */
+  targetImage: string | null;
   /** How each service's deploy ended: succeeded, rolled_back, failed or timed_out. */
   deploys: ServiceDeployView[];
 }
@@ -63,6 +65,8 @@ export interface NewRun {
   pipeline: string;
   trigger: Trigger;
   commit: string | null;
+  /** Rollback runs: the pinned image to deploy instead of building. */
+  targetImage?: string;
   subject?: string;
   author?: string;
   deliveryId?: string;
@@ -86,6 +90,7 @@ interface RunRow {
   error: string | null;
   attempts: number;
   worker: string | null;
+  target_image: string | null;
   superseded_by: string | null;
   cancel_requested: string | null;
   created_at: string;
@@ -113,14 +118,14 @@ export class RunStore {
     const now = new Date().toISOString();
     const ids = transaction(this.#db, () => {
       const insertRun = this.#db.prepare(
-        `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, created_at)
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at)
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
       );
       const insertStage = this.#db.prepare(`INSERT INTO stages (run_id, position, name, status) VALUES (?, ?, ?, 'pending')`);
       const created: string[] = [];
       for (const r of runs) {
         const id = newId('r');
-        insertRun.run(id, r.pipeline, r.trigger, r.commit, r.subject ?? null, r.author ?? null, r.deliveryId ?? null, r.requestedBy ?? null, now);
+        insertRun.run(id, r.pipeline, r.trigger, r.commit, r.subject ?? null, r.author ?? null, r.deliveryId ?? null, r.requestedBy ?? null, r.targetImage ?? null, now);
         STAGE_NAMES.forEach((name, i) => insertStage.run(id, i, name));
         created.push(id);
       }
@@ -302,6 +307,26 @@ export class RunStore {
     return rows.map((r) => r.status);
   }
 
+  pause(pipeline: string, reason: string, by: string): void {
+    this.#db
+      .prepare('INSERT INTO pipeline_pauses (pipeline, reason, paused_by, at) VALUES (?, ?, ?, ?) ON CONFLICT (pipeline) DO UPDATE SET reason = excluded.reason, paused_by = excluded.paused_by, at = excluded.at')
+      .run(pipeline, reason, by, new Date().toISOString());
+  }
+
+  resume(pipeline: string): void {
+    this.#db.prepare('DELETE FROM pipeline_pauses WHERE pipeline = ?').run(pipeline);
+  }
+
+  pauseOf(pipeline: string): { reason: string; by: string; at: string } | undefined {
+    const row = this.#db.prepare('SELECT reason, paused_by, at FROM pipeline_pauses WHERE pipeline = ?').get(pipeline) as { reason: string; paused_by: string; at: string } | undefined;
+    return row ? { reason: row.reason, by: row.paused_by, at: row.at } : undefined;
+  }
+
+  getDeployment(id: string): DeploymentView | undefined {
+    const row = this.#db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as Record<string, string> | undefined;
+    return row ? deploymentView(row) : undefined;
+  }
+
   requestCancel(id: string, by: string): void {
     this.#db.prepare('UPDATE runs SET cancel_requested = ? WHERE id = ?').run(by, id);
   }
@@ -362,6 +387,7 @@ export class RunStore {
       attempts: row.attempts,
       supersededBy: row.superseded_by,
       worker: row.worker,
+      targetImage: row.target_image,
       deploys: (
         this.#db.prepare('SELECT * FROM service_deploys WHERE run_id = ? ORDER BY seq').all(row.id) as Record<string, string>[]
       ).map((d) => ({

@@ -61,6 +61,45 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
     },
   );
 
+  const RollbackBody = Type.Union([Type.Null(), Type.Object({ deployment: Type.Optional(Type.String({ pattern: '^d[a-z0-9]{8,30}$' })) }, { additionalProperties: false })]);
+  app.post<{ Params: { name: string }; Body: { deployment?: string } | null }>(
+    '/api/pipelines/:name/rollback',
+    { schema: { params: NameParams, body: RollbackBody }, preHandler: admin },
+    async (req, reply) => {
+      if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+      try {
+        const result = await deps.scheduler.rollback(req.params.name, req.body?.deployment, 'admin');
+        if ('error' in result) return reply.code(409).send({ error: result.error });
+        return reply.code(202).send({ run: result.run.id });
+      } catch (err) {
+        if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
+        throw err;
+      }
+    },
+  );
+
+  const PauseBody = Type.Union([Type.Null(), Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false })]);
+  app.post<{ Params: { name: string }; Body: { reason?: string } | null }>(
+    '/api/pipelines/:name/pause',
+    { schema: { params: NameParams, body: PauseBody }, preHandler: admin },
+    async (req, reply) => {
+      if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+      deps.scheduler.pause(req.params.name, req.body?.reason || 'paused by admin', 'admin');
+      return reply.code(200).send(pipelineView(deps, pipelineOr404(req.params.name)!));
+    },
+  );
+
+  app.post<{ Params: { name: string } }>('/api/pipelines/:name/resume', { schema: { params: NameParams }, preHandler: admin }, async (req, reply) => {
+    if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
+    try {
+      const run = await deps.scheduler.resume(req.params.name);
+      return reply.code(200).send({ ...pipelineView(deps, pipelineOr404(req.params.name)!), resumedRun: run?.id ?? null });
+    } catch (err) {
+      if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
+      throw err;
+    }
+  });
+
   app.post<{ Params: { name: string } }>(
     '/api/pipelines/:name/refresh',
     { schema: { params: NameParams }, preHandler: admin },
@@ -108,6 +147,7 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
 export function pipelineView(deps: AppDeps, p: PipelineConfig) {
   const last: RunView | undefined = deps.store.lastRun(p.name);
   const d = deps.store.currentDeployment(p.name);
+  const pause = deps.store.pauseOf(p.name);
   return {
     name: p.name,
     repo: p.repo,
@@ -117,5 +157,7 @@ export function pipelineView(deps: AppDeps, p: PipelineConfig) {
     services: p.services,
     lastRun: last ? { id: last.id, status: last.status, commit: last.commit, trigger: last.trigger, createdAt: last.createdAt, finishedAt: last.finishedAt, error: last.error } : null,
     deployed: d ? { commit: d.commit, image: d.image, digest: d.digest, at: d.deployedAt, run: d.runId } : null,
+    paused: pause !== undefined,
+    pause: pause ?? null,
   };
 }

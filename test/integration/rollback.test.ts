@@ -1,0 +1,128 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/types.ts';
+import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { queueName } from '../../src/queue/run-queue.ts';
+import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
+import { deliver, pushPayload } from '../helpers/github.ts';
+import { waitForRun } from '../helpers/runs.ts';
+import { startRegistry, type TestRegistry } from '../support/registry.ts';
+import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
+import {
+  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, serviceImage, uniqueName, waitForContent,
+} from '../support/swarm.ts';
+
+const REPO = 'acme/rollback';
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+
+/** Manual rollback to an exact recorded digest, pausing so the next push cannot undo it. */
+describe('manual rollback, pause and resume (real swarm)', () => {
+  let registry: TestRegistry;
+  let repo: SiteRepo;
+  let network: string;
+  let service: string;
+  let config: Config;
+  let daemon: Daemon;
+  let url: string;
+  const deployed: Record<string, any> = {};
+
+  beforeAll(async () => {
+    await cleanupLeftovers();
+    registry = await startRegistry({ auth: true });
+    repo = await createSiteRepo();
+    network = uniqueName('rb-net');
+    service = uniqueName('rb-www');
+    const imageRepo = uniqueName('rb-site');
+    await createTestNetwork(network);
+    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
+    await createTestService({ name: service, image: seed.ref, network, registry });
+    config = testConfig({
+      registry: { host: registry.host, username: registry.username, password: registry.password },
+      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '60s' } }],
+    });
+    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
+    url = daemon.url!;
+  });
+
+  afterAll(async () => {
+    await daemon?.close();
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
+    await q.obliterate({ force: true }).catch(() => undefined);
+    await q.close();
+    const keys = await redis.keys(`${config.redisPrefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    await removeTestResources([service, network]).catch(() => undefined);
+    await registry?.stop();
+    await repo?.cleanup();
+  });
+
+  const push = async (label: string) => {
+    const sha = await repo.commit(siteFiles(`${label}\n`), label);
+    const res = await deliver(url, pushPayload(REPO, 'main', sha));
+    expect(res.status).toBe(202);
+    return res.body.runs[0] as string;
+  };
+  const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`)).json());
+
+  it('rolls back two versions to an exact digest, as its own run, and pauses the pipeline', async () => {
+    for (const v of ['A', 'B', 'C']) {
+      const run = await waitForRun(url, await push(v));
+      expect(run.status).toBe('succeeded');
+      deployed[v] = run;
+    }
+    const history = await (await fetch(`${url}/api/pipelines/site/deployments`)).json();
+    expect(history.map((d: any) => d.commit).slice(0, 3)).toEqual([deployed.C.commit, deployed.B.commit, deployed.A.commit]);
+    const target = history.find((d: any) => d.commit === deployed.A.commit);
+    expect(target).toMatchObject({ service, image: deployed.A.image.ref, runId: deployed.A.id });
+
+    expect((await fetch(`${url}/api/pipelines/site/rollback`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).status).toBe(401);
+    const res = await fetch(`${url}/api/pipelines/site/rollback`, { method: 'POST', headers: admin, body: JSON.stringify({ deployment: target.id }) });
+    expect(res.status).toBe(202);
+    const run = await waitForRun(url, (await res.json()).run);
+    expect(run).toMatchObject({ status: 'succeeded', trigger: 'rollback', commit: deployed.A.commit });
+    expect(run.image.ref).toBe(deployed.A.image.ref); // the same digest, not a rebuild
+    expect(run.stages.map((s: any) => s.status)).toEqual(['skipped', 'skipped', 'skipped', 'succeeded']);
+    expect(await serviceImage(service)).toBe(deployed.A.image.ref);
+    await waitForContent(service, 'A\n', 30_000);
+    const p = await pipeline();
+    expect(p.paused).toBe(true);
+    expect(p.pause.reason).toMatch(/rolled back to/);
+    expect(p.deployed.commit).toBe(deployed.A.commit);
+    const runs = (await (await fetch(`${url}/api/pipelines/site/runs`)).json()).runs;
+    expect(runs[0].id).toBe(run.id);
+  });
+
+  it('holds pushes while paused (visible, waiting); resume deploys the newest', async () => {
+    const d = await push('D');
+    const e = await push('E');
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await (await fetch(`${url}/api/runs/${e}`)).json()).status).toBe('queued');
+    expect((await (await fetch(`${url}/api/runs/${d}`)).json())).toMatchObject({ status: 'superseded', supersededBy: e });
+    expect(await serviceImage(service)).toBe(deployed.A.image.ref);
+
+    const resumed = await fetch(`${url}/api/pipelines/site/resume`, { method: 'POST', headers: { authorization: admin.authorization } });
+    expect(resumed.status).toBe(200);
+    const body = await resumed.json();
+    expect(body).toMatchObject({ paused: false, resumedRun: e });
+    expect((await waitForRun(url, e)).status).toBe('succeeded');
+    await waitForContent(service, 'E\n', 30_000);
+  });
+
+  it('rollback with no body goes to the previous deployment; pause and resume work on their own', async () => {
+    const res = await fetch(`${url}/api/pipelines/site/rollback`, { method: 'POST', headers: { authorization: admin.authorization } });
+    expect(res.status).toBe(202);
+    const run = await waitForRun(url, (await res.json()).run);
+    expect(run.status).toBe('succeeded');
+    expect(run.image.ref).toBe(deployed.A.image.ref); // the deployment before E
+    expect((await pipeline()).paused).toBe(true);
+    await fetch(`${url}/api/pipelines/site/resume`, { method: 'POST', headers: { authorization: admin.authorization } });
+    const paused = await fetch(`${url}/api/pipelines/site/pause`, { method: 'POST', headers: admin, body: JSON.stringify({ reason: 'freeze for the release' }) });
+    expect(paused.status).toBe(200);
+    expect((await paused.json()).pause).toMatchObject({ reason: 'freeze for the release', by: 'admin' });
+    expect((await fetch(`${url}/api/pipelines/site/rollback`, { method: 'POST', headers: admin, body: JSON.stringify({ deployment: 'dnonexistent0000' }) })).status).toBe(409);
+    expect((await fetch(`${url}/api/pipelines/site/rollback`, { method: 'POST', headers: admin, body: JSON.stringify({ deployment: 42 }) })).status).toBe(400);
+  });
+});
