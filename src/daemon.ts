@@ -5,13 +5,15 @@ import type { Config } from './config/types.ts';
 import { createDocker } from './docker/client.ts';
 import { DockerBuilder } from './docker/build.ts';
 import { DockerPusher } from './docker/push.ts';
-import { SwarmDeployer } from './docker/service-deployer.ts';
+import { RoutingDeployer } from './docker/routing-deployer.ts';
 import { GitSource } from './git/source.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
 import type { RunPorts } from './pipeline/ports.ts';
 import { EventConsumer } from './queue/event-bus.ts';
 import { ControlPublisher } from './queue/control.ts';
 import { RunQueues } from './queue/run-queue.ts';
+import { SwarmInspector } from './docker/inspector.ts';
+import { DriftWatcher } from './monitor/drift.ts';
 import { BranchPoller } from './queue/poller.ts';
 import { Scheduler } from './queue/scheduler.ts';
 import { WorkerHost } from './queue/worker-host.ts';
@@ -36,12 +38,12 @@ export interface Daemon {
 
 /** Ports backed by the real engine and git, as configured. */
 export function realPorts(config: Config): RunPorts {
-  const docker = createDocker(config.docker.host);
+  const docker = createDocker(config.docker);
   return {
     source: new GitSource(config),
     builder: new DockerBuilder(docker),
     pusher: new DockerPusher(docker, config.registries),
-    deployer: new SwarmDeployer(docker, config.registries),
+    deployer: new RoutingDeployer(config),
   };
 }
 
@@ -84,6 +86,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     const queues = new RunQueues(producer, config.redisPrefix, config.pipelines.map((p) => p.name));
     const scheduler = new Scheduler({ store, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
     const poller = new BranchPoller({ config, heads: new GitSource(config), store, scheduler, log: logger });
+    const drift = new DriftWatcher({ config, store, inspector: new SwarmInspector(), log: logger });
     const s = store;
     const consumer = new EventConsumer(
       connect({ maxRetriesPerRequest: null }),
@@ -96,12 +99,13 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       logger,
     );
     consumer.start();
-    const docker = createDocker(config.docker.host);
+    const docker = createDocker(config.docker);
     app = await buildApp({
       config,
       store,
       scheduler,
       poller,
+      drift,
       logger,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
@@ -111,12 +115,14 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     });
     scheduler.start();
     poller.start();
+    drift.start();
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
     url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;
     closers.unshift(async () => {
       await app!.close();
       poller.stop();
+      await drift.stop();
       await scheduler.stop();
       await consumer.stop();
       await queues.close();

@@ -6,7 +6,7 @@ import { parseDuration } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { ConfigSchema } from './schema.ts';
-import type { Config, DeploySettings, PipelineConfig, RegistryConfig } from './types.ts';
+import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
 
 export interface ConfigIssue {
   /** Key path in the file, e.g. "pipelines[0].image"; "" for the whole file. */
@@ -108,6 +108,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     registries.push({ host: r.host, username: r.username, password });
   });
 
+  const defaultDocker = endpointOf(c.docker ?? {}, 'docker', base, issues);
   const pipelines: PipelineConfig[] = [];
   ((c.pipelines ?? []) as Record<string, any>[]).forEach((p, i) => {
     const path = `pipelines[${i}]`;
@@ -121,10 +122,17 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       issues.push({ path: `${path}.url`, message: 'must be a file://, https://, http:// or ssh:// URL' });
     }
     const seen = new Set<string>();
-    (p.services as string[]).forEach((s, j) => {
+    const targets: ServiceTarget[] = [];
+    (p.services as (string | { name: string; docker?: Record<string, any> })[]).forEach((entry, j) => {
+      const s = typeof entry === 'string' ? entry : entry.name;
+      const docker = typeof entry === 'string' || !entry.docker ? defaultDocker : endpointOf(entry.docker, `${path}.services[${j}].docker`, base, issues);
       if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s)) issues.push({ path: `${path}.services[${j}]`, message: `"${s}" is not a valid service name` });
       if (seen.has(s)) issues.push({ path: `${path}.services[${j}]`, message: `duplicate service "${s}"` });
+      // Two pipelines updating one service would fight over it.
+      const owner = pipelines.find((other) => other.targets.some((t) => t.service === s && t.docker.host === docker.host));
+      if (owner) issues.push({ path: `${path}.services[${j}]`, message: `service "${s}" is already deployed by pipeline "${owner.name}"` });
       seen.add(s);
+      targets.push({ service: s, docker });
     });
     const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
     const args: Record<string, string> = {};
@@ -143,7 +151,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       image: p.image,
       registry: typeof image === 'string' ? '' : image.registry,
       tag,
-      services: p.services,
+      services: targets.map((t) => t.service),
+      targets,
       deploy,
       timeouts: {
         fetch: durationOr(p.timeouts?.fetch, DEFAULT_TIMEOUTS.fetch, `${path}.timeouts.fetch`, issues),
@@ -169,7 +178,9 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     logLevel: c.logLevel ?? 'info',
     github: { webhookSecret, token },
     auth: { adminToken },
-    docker: { host: c.docker?.host ?? 'unix:///var/run/docker.sock' },
+    docker: defaultDocker,
+    instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
+    driftIntervalMs: durationOr(c.driftInterval, 60_000, 'driftInterval', issues),
     registries,
     worker: { concurrency: c.worker?.concurrency ?? 2 },
     pipelines,
@@ -187,6 +198,14 @@ function durationOr(value: string | number | undefined, fallback: number, path: 
     return fallback;
   }
   return ms;
+}
+
+function endpointOf(d: Record<string, any>, path: string, base: string, issues: ConfigIssue[]): DockerEndpoint {
+  const host: string = d.host ?? 'unix:///var/run/docker.sock';
+  if (!/^(unix:\/\/\/|tcp:\/\/|ssh:\/\/)/.test(host)) issues.push({ path: `${path}.host`, message: `"${host}" must start with unix:///, tcp:// or ssh://` });
+  if (d.tls && !host.startsWith('tcp://')) issues.push({ path: `${path}.tls`, message: 'TLS files apply to tcp:// hosts only' });
+  const tls = d.tls ? { ca: resolve(base, d.tls.ca), cert: resolve(base, d.tls.cert), key: resolve(base, d.tls.key) } : undefined;
+  return { host, tls };
 }
 
 function deploySettings(d: Record<string, any>, path: string, issues: ConfigIssue[]): DeploySettings {

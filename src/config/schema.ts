@@ -8,6 +8,15 @@ const closed = { additionalProperties: false } as const;
 const Duration = Type.Union([Type.String(), Type.Number({ minimum: 0 })]);
 const NonEmpty = Type.String({ minLength: 1 });
 
+/** A Docker engine: unix:///path, tcp://host:port (with TLS files) or ssh://user@host. */
+export const DockerEndpointSchema = Type.Object(
+  {
+    host: Type.Optional(NonEmpty),
+    tls: Type.Optional(Type.Object({ ca: NonEmpty, cert: NonEmpty, key: NonEmpty }, closed)),
+  },
+  closed,
+);
+
 export const DeploySettingsSchema = Type.Object(
   {
     order: Type.Optional(Type.Union([Type.Literal('start-first'), Type.Literal('stop-first')])),
@@ -39,7 +48,7 @@ export const PipelineSchema = Type.Object(
     ),
     image: NonEmpty,
     tag: Type.Optional(NonEmpty),
-    services: Type.Array(NonEmpty),
+    services: Type.Array(Type.Union([NonEmpty, Type.Object({ name: NonEmpty, docker: Type.Optional(DockerEndpointSchema) }, closed)])),
     deploy: Type.Optional(DeploySettingsSchema),
     timeouts: Type.Optional(
       Type.Object(
@@ -75,7 +84,9 @@ export const ConfigSchema = Type.Object(
       { adminToken: Type.Optional(Type.String()), adminTokenFile: Type.Optional(NonEmpty) },
       closed,
     ),
-    docker: Type.Optional(Type.Object({ host: Type.Optional(NonEmpty) }, closed)),
+    docker: Type.Optional(DockerEndpointSchema),
+    instance: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:/@-]{1,200}$' })),
+    driftInterval: Type.Optional(Duration),
     registries: Type.Optional(
       Type.Array(
         Type.Object(

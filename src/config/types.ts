@@ -9,6 +9,17 @@ export interface DeploySettings {
   failureAction: 'rollback' | 'pause' | 'continue';
 }
 
+export interface DockerEndpoint {
+  host: string;
+  /** PEM file paths for tcp:// with TLS. */
+  tls?: { ca: string; cert: string; key: string } | undefined;
+}
+
+export interface ServiceTarget {
+  service: string;
+  docker: DockerEndpoint;
+}
+
 export interface PipelineConfig {
   name: string;
   repo: string;
@@ -19,7 +30,10 @@ export interface PipelineConfig {
   /** Registry host of `image`, to find credentials. */
   registry: string;
   tag: string;
+  /** Service names, in update order (the same order as `targets`). */
   services: string[];
+  /** Each service with the engine that runs it (the top-level docker endpoint by default). */
+  targets: ServiceTarget[];
   deploy: DeploySettings;
   /** Hard limit per stage, in ms. */
   timeouts: Record<'fetch' | 'build' | 'push' | 'deploy', number>;
@@ -47,7 +61,11 @@ export interface Config {
   logLevel: string;
   github: { webhookSecret: Secret; token: Secret | undefined };
   auth: { adminToken: Secret };
-  docker: { host: string };
+  docker: DockerEndpoint;
+  /** Names this deployer in the labels of the services it manages (ownership). */
+  instance: string;
+  /** How often services are compared with the recorded deployments (ms; 0 = never). */
+  driftIntervalMs: number;
   registries: RegistryConfig[];
   worker: { concurrency: number };
   pipelines: PipelineConfig[];

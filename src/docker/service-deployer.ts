@@ -44,8 +44,12 @@ export class SwarmDeployer implements DeployPort {
   async deploy(req: DeployRequest): Promise<ServiceDeployResult> {
     const { log } = req;
     const info = await this.#inspect(req.service);
+    assertOwner(info, req);
     const previous = specImage(info);
     log(`service ${req.service} currently runs ${previous ?? '(no image)'}`);
+    if (req.recordedImage && previous !== req.recordedImage) {
+      log(`drift: ${req.service} was changed outside the deployer (recorded ${req.recordedImage}); this deploy replaces ${previous}`);
+    }
     const started = Date.now();
     let verdict: WatchVerdict | undefined;
     if (req.resumeSince) verdict = await this.#resume(req, info);
@@ -115,7 +119,7 @@ export class SwarmDeployer implements DeployPort {
     let info = first;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#docker.getService(info.ID).update(auth as never, { _query: { version: info.Version.Index }, _body: withImage(info.Spec, image, req.settings) } as never);
+        await this.#docker.getService(info.ID).update(auth as never, { _query: { version: info.Version.Index }, _body: withImage(info.Spec, image, req.settings, req.owner) } as never);
         if (specImage(info) === image) req.log(`service already specifies ${image}; verifying its tasks`);
         return;
       } catch (err) {
@@ -253,9 +257,26 @@ function taskErrorsOf(s: RolloutSnapshot): string[] {
   return taskErrors(s.tasks, s.target);
 }
 
-/** A copy of the spec with the new image and the pipeline's rollout settings. */
-export function withImage(spec: Record<string, any>, image: string, settings: DeploySettings): Record<string, any> {
+export const OWNER_LABELS = { instance: 'deployer.instance', pipeline: 'deployer.pipeline' } as const;
+
+/** Refuses a service another deployer instance or another pipeline manages (labels). */
+function assertOwner(info: ServiceInfo, req: DeployRequest): void {
+  const labels = (info.Spec.Labels ?? {}) as Record<string, string>;
+  const instance = labels[OWNER_LABELS.instance];
+  const pipeline = labels[OWNER_LABELS.pipeline];
+  if ((instance && instance !== req.owner.instance) || (pipeline && pipeline !== req.owner.pipeline)) {
+    throw new DeployerError(
+      'service_owned',
+      `service ${req.service} is managed by deployer "${instance ?? '?'}" pipeline "${pipeline ?? '?'}", not "${req.owner.instance}" pipeline "${req.owner.pipeline}"; ` +
+        `refusing to fight over it (remove its ${OWNER_LABELS.instance} and ${OWNER_LABELS.pipeline} labels to hand it over)`,
+    );
+  }
+}
+
+/** A copy of the spec with the new image, the pipeline's rollout settings and our ownership labels. */
+export function withImage(spec: Record<string, any>, image: string, settings: DeploySettings, owner?: { instance: string; pipeline: string }): Record<string, any> {
   const next = structuredClone(spec);
+  if (owner) next.Labels = { ...next.Labels, [OWNER_LABELS.instance]: owner.instance, [OWNER_LABELS.pipeline]: owner.pipeline };
   next.TaskTemplate ??= {};
   next.TaskTemplate.ContainerSpec ??= {};
   next.TaskTemplate.ContainerSpec.Image = image;

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'push_failed'
   | 'registry_auth'
   | 'service_missing'
+  | 'service_owned'
   | 'update_out_of_sequence'
   | 'deploy_failed'
   | 'docker_unavailable'

@@ -1,4 +1,4 @@
-import type { DeploySettings, PipelineConfig } from '../config/types.ts';
+import type { DeploySettings, DockerEndpoint, PipelineConfig } from '../config/types.ts';
 import type { LineSink } from './events.ts';
 
 /**
@@ -46,6 +46,12 @@ export interface PushPort {
 
 export interface DeployRequest {
   service: string;
+  /** The engine that runs the service. */
+  endpoint: DockerEndpoint;
+  /** Written into the service's labels; a service labelled for another owner is refused. */
+  owner: { instance: string; pipeline: string };
+  /** The image the deployer last recorded for this service, to report drift it replaces. */
+  recordedImage?: string | undefined;
   /** Full reference, pinned: "repo:tag@sha256:…". */
   image: string;
   registry: string;
@@ -97,4 +103,9 @@ export interface RunPorts {
 export interface BranchHeadPort {
   /** The commit the pipeline's branch points at upstream now (git ls-remote). */
   branchHead(pipeline: PipelineConfig, signal?: AbortSignal): Promise<string>;
+}
+
+export interface ServiceInspector {
+  /** The image a service's spec runs now; null if the service does not exist. */
+  currentImage(endpoint: DockerEndpoint, service: string): Promise<string | null>;
 }

@@ -16,6 +16,10 @@ export interface RunJob {
   attempt: number;
   /** Rollback: deploy this pinned image (repo:tag@sha256:…) without fetching or building. */
   image?: string;
+  /** This deployer's instance name, written into service labels. */
+  instance: string;
+  /** Last recorded image per service (from the store, via the job). */
+  recorded?: Record<string, string>;
 }
 
 /** Where a run got to, kept outside the worker so a retry can resume a deploy. */
@@ -118,11 +122,15 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
         await checkpoints.save(runId, cp);
         if (pipeline.services.length === 0) log('no services configured: nothing to deploy');
         const updated: ServiceDeployResult[] = [];
+        const target = (service: string) => {
+          const t = pipeline.targets.find((x) => x.service === service)!;
+          return { service, endpoint: t.docker, owner: { instance: job.instance, pipeline: pipeline.name }, registry: pipeline.registry, settings: pipeline.deploy, signal, log };
+        };
         for (const service of pipeline.services) {
           if (cp.servicesDone.includes(service)) continue;
           log(resume ? `resuming: watching ${service} roll out ${imageRef}` : `updating service ${service} to ${imageRef}`);
           const result = await ports.deployer.deploy({
-            service, image: imageRef, registry: pipeline.registry, settings: pipeline.deploy, signal, log,
+            ...target(service), image: imageRef, recordedImage: job.recorded?.[service],
             ...(resume ? { resumeSince: resume.deployStartedAt } : {}),
           });
           report.emit({ type: 'service.result', runId, at: now(), result });
@@ -131,7 +139,7 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
             for (const done of updated.reverse()) {
               if (!done.previousImage) continue;
               log(`rolling ${done.service} back to ${done.previousImage} so all services serve the same version`);
-              const restored = await ports.deployer.restore({ service: done.service, image: done.previousImage, registry: pipeline.registry, settings: pipeline.deploy, signal, log });
+              const restored = await ports.deployer.restore({ ...target(done.service), image: done.previousImage });
               report.emit({ type: 'service.result', runId, at: now(), result: restored });
             }
             throw new DeployerError('deploy_failed', `${service} ${result.outcome.replace('_', ' ')}: ${result.message}`);

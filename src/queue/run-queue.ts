@@ -9,6 +9,8 @@ export interface RunJobData {
   commit: string | null;
   /** Rollback runs: deploy this pinned image, no build. */
   image?: string;
+  /** Last recorded image per service when queued, so the deploy can name drift it replaces. */
+  recorded?: Record<string, string>;
 }
 
 const ENQUEUE_TIMEOUT_MS = 3000;

@@ -46,7 +46,7 @@ export class Scheduler {
     const created = this.#store.createRuns(runs, delivery);
     const held = (r: RunView) => (r.trigger === 'push' || r.trigger === 'poll') && this.#store.pauseOf(r.pipeline) !== undefined;
     try {
-      for (const run of created) if (!held(run)) await this.#queues.enqueue(jobOf(run));
+      for (const run of created) if (!held(run)) await this.#queues.enqueue(this.#jobOf(run));
     } catch (err) {
       this.#store.forgetRuns(created.map((r) => r.id), delivery?.id);
       throw new QueueUnavailable((err as Error).message);
@@ -99,7 +99,7 @@ export class Scheduler {
     }
     const newest = heldRuns.pop();
     if (!newest) return undefined;
-    await this.#queues.enqueue(jobOf(newest));
+    await this.#queues.enqueue(this.#jobOf(newest));
     for (const older of heldRuns) this.#store.finish(older.id, 'superseded', `superseded by ${newest.id}`, newest.id);
     await this.#supersedeOlder(newest);
     return newest;
@@ -176,7 +176,7 @@ export class Scheduler {
       if (state === 'missing' && run.status === 'queued' && this.#store.pauseOf(run.pipeline)) continue; // held while paused
       if (state === 'missing' && run.status === 'queued') {
         this.#log.warn({ run: run.id }, 're-queueing a run whose job was lost');
-        await this.#queues.enqueue(jobOf(run));
+        await this.#queues.enqueue(this.#jobOf(run));
       } else if (state === 'missing') {
         this.#store.finish(run.id, 'failed', 'interrupted: its job is no longer in the queue');
       } else if (state === 'failed') {
@@ -184,8 +184,10 @@ export class Scheduler {
       }
     }
   }
-}
 
-function jobOf(run: RunView): RunJobData {
-  return { runId: run.id, pipeline: run.pipeline, commit: run.commit, ...(run.targetImage ? { image: run.targetImage } : {}) };
+  #jobOf(run: RunView): RunJobData {
+    const recorded: Record<string, string> = {};
+    for (const d of this.#store.currentDeployments(run.pipeline)) recorded[d.service] = d.image;
+    return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(run.targetImage ? { image: run.targetImage } : {}) };
+  }
 }

@@ -112,7 +112,7 @@ export class WorkerHost {
         log.info({ attempt: 1 + (job.stalledCounter ?? 0) }, 'run started');
         const outcome = await executeRun(
           // Attempts count workers that died holding the job, not hand-backs or parking.
-          { runId, pipeline, commit: job.data.commit, worker: this.#id, attempt: 1 + (job.stalledCounter ?? 0), ...(job.data.image ? { image: job.data.image } : {}) },
+          { runId, pipeline, commit: job.data.commit, worker: this.#id, attempt: 1 + (job.stalledCounter ?? 0), instance: this.#config.instance, ...(job.data.image ? { image: job.data.image } : {}), ...(job.data.recorded ? { recorded: job.data.recorded } : {}) },
           this.#ports,
           reporter,
           controller.signal,

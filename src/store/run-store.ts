@@ -193,6 +193,12 @@ export class RunStore {
     return row ? deploymentView(row) : undefined;
   }
 
+  /** What each service of the pipeline runs according to our records. */
+  currentDeployments(pipeline: string): DeploymentView[] {
+    const rows = this.#db.prepare('SELECT * FROM deployments WHERE pipeline = ? AND replaced_at IS NULL ORDER BY seq').all(pipeline) as Record<string, string>[];
+    return rows.map(deploymentView);
+  }
+
   deployments(pipeline: string, limit = 100): DeploymentView[] {
     const rows = this.#db.prepare('SELECT * FROM deployments WHERE pipeline = ? ORDER BY seq DESC LIMIT ?').all(pipeline, limit) as Record<string, string>[];
     return rows.map(deploymentView);

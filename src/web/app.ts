@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
 import { withTimeout } from '../lib/timeout.ts';
+import type { DriftWatcher } from '../monitor/drift.ts';
 import type { BranchPoller } from '../queue/poller.ts';
 import type { Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
@@ -19,6 +20,7 @@ export interface AppDeps {
   store: RunStore;
   scheduler: Scheduler;
   poller: BranchPoller;
+  drift: DriftWatcher;
   health: HealthCheck[];
   logger: Logger;
 }

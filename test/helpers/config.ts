@@ -32,7 +32,7 @@ export interface TestPipeline {
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -59,6 +59,7 @@ redisPrefix: ${opts.redisPrefix ?? `test-${randomBytes(6).toString('hex')}`}
 logLevel: ${opts.logLevel ?? process.env.TEST_LOG_LEVEL ?? 'silent'}
 worker:
   concurrency: ${opts.concurrency ?? 2}
+driftInterval: ${opts.driftInterval ?? '60s'}${opts.instance ? `\ninstance: ${opts.instance}` : ''}
 github:
   webhookSecret: \${GITHUB_WEBHOOK_SECRET}
 auth:

@@ -118,4 +118,15 @@ describe('config', () => {
     expect(issuesOf('pipelines: [')[0]!.message).toMatch(/^YAML:/);
     expect(issuesOf('- a\n- b\n')).toEqual([{ path: '', message: 'must be a YAML mapping' }]);
   });
+
+  it('refuses one service in two pipelines, and checks docker endpoints', () => {
+    const two = `${issueExample}  - name: www2\n    repo: a/b\n    image: x/y\n    services: [infra_www]\n`;
+    expect(issuesOf(two)).toContainEqual({ path: 'pipelines[1].services[0]', message: 'service "infra_www" is already deployed by pipeline "www"' });
+    const remote = issueExample.replace('services: [infra_www]', 'services: [infra_www, { name: edge_www, docker: { host: "tcp://10.0.0.2:2376", tls: { ca: ca.pem, cert: cert.pem, key: key.pem } } }]');
+    const c = parseConfig(remote, '/etc/d/deployer.yaml', env);
+    expect(c.pipelines[0]!.services).toEqual(['infra_www', 'edge_www']);
+    expect(c.pipelines[0]!.targets[1]).toEqual({ service: 'edge_www', docker: { host: 'tcp://10.0.0.2:2376', tls: { ca: '/etc/d/ca.pem', cert: '/etc/d/cert.pem', key: '/etc/d/key.pem' } } });
+    expect(c.pipelines[0]!.targets[0]!.docker.host).toBe('unix:///var/run/docker.sock');
+    expect(issuesOf(issueExample.replace('host: unix:///var/run/docker.sock', 'host: http://x')).map((i) => i.path)).toEqual(['docker.host']);
+  });
 });

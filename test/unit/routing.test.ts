@@ -10,7 +10,7 @@ const branch = (push.ref as string).replace('refs/heads/', '');
 
 function pipeline(name: string, over: Partial<PipelineConfig> = {}): PipelineConfig {
   return {
-    name, repo, url: 'file:///x', branch, image: 'r/x', registry: 'docker.io', tag: 'live', services: [],
+    name, repo, url: 'file:///x', branch, image: 'r/x', registry: 'docker.io', tag: 'live', services: [], targets: [],
     build: { context: '.', dockerfile: 'Dockerfile', args: {}, target: undefined }, deploy: DEFAULT_DEPLOY,
     timeouts: { fetch: 1, build: 1, push: 1, deploy: 1 }, cancelSuperseded: false, pollMs: 0, ...over,
   };

@@ -159,5 +159,6 @@ export function pipelineView(deps: AppDeps, p: PipelineConfig) {
     deployed: d ? { commit: d.commit, image: d.image, digest: d.digest, at: d.deployedAt, run: d.runId } : null,
     paused: pause !== undefined,
     pause: pause ?? null,
+    drift: deps.drift.driftOf(p.name),
   };
 }

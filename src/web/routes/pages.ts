@@ -22,7 +22,9 @@ export async function pageRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       const v = pipelineView(deps, p);
       return `<tr><td><a href="/pipelines/${esc(p.name)}">${esc(p.name)}</a><br><code>${esc(p.repo)}@${esc(p.branch)}</code></td>
 <td>${v.lastRun ? `<a href="/runs/${esc(v.lastRun.id)}">${badge(v.lastRun.status)}</a> ${short(v.lastRun.commit)}` : '—'}</td>
-<td>${v.deployed ? `${short(v.deployed.commit)} <code>${esc(v.deployed.digest.slice(0, 19))}</code><br>${esc(v.deployed.at)}` : 'nothing deployed yet'}</td>
+<td>${v.deployed ? `${short(v.deployed.commit)} <code>${esc(v.deployed.digest.slice(0, 19))}</code><br>${esc(v.deployed.at)}` : 'nothing deployed yet'}
+${v.paused ? `<br><strong>paused</strong>: ${esc(v.pause?.reason)}` : ''}
+${(v.drift ?? []).map((d) => `<br><strong class="drift">drift</strong>: ${esc(d.service)} runs <code>${esc(d.actual ?? '(service gone)')}</code>, not the deployed <code>${esc(d.recorded)}</code>`).join('')}</td>
 <td>${esc(p.services.join(', '))}</td><td><button onclick="rebuild('${esc(p.name)}')">Rebuild</button></td></tr>`;
     });
     const body = `<h1>Pipelines</h1><table><tr><th>Pipeline</th><th>Last run</th><th>Deployed</th><th>Services</th><th></th></tr>${rows.join('')}</table>${rebuildScript}`;
