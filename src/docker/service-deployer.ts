@@ -6,6 +6,7 @@ import { DeployerError } from '../lib/errors.ts';
 import type { DeployPort, DeployRequest, ServiceDeployResult } from '../pipeline/ports.ts';
 import { authFor } from './auth.ts';
 import { dockerMessage } from './build.ts';
+import { rolloutWarnings } from './warnings.ts';
 import { assessRollout, taskErrors, type RolloutSnapshot, type TaskSnapshot, type UpdateStatus } from './rollout.ts';
 
 const POLL_MS = 200;
@@ -47,6 +48,7 @@ export class SwarmDeployer implements DeployPort {
     assertOwner(info, req);
     const previous = specImage(info);
     log(`service ${req.service} currently runs ${previous ?? '(no image)'}`);
+    for (const w of rolloutWarnings(req.service, req.settings, info.Spec, await this.#nodeCount())) log(`warning: ${w}`);
     if (req.recordedImage && previous !== req.recordedImage) {
       log(`drift: ${req.service} was changed outside the deployer (recorded ${req.recordedImage}); this deploy replaces ${previous}`);
     }
@@ -228,6 +230,11 @@ export class SwarmDeployer implements DeployPort {
       replicas: info.Spec.Mode?.Replicated ? Number(info.Spec.Mode.Replicated.Replicas ?? 1) : undefined,
       elapsedMs,
     };
+  }
+
+  async #nodeCount(): Promise<number> {
+    const nodes = (await this.#docker.listNodes().catch(() => [])) as { Status?: { State?: string } }[];
+    return Math.max(1, nodes.filter((n) => n.Status?.State === 'ready').length);
   }
 
   async #inspectId(id: string): Promise<ServiceInfo> {

@@ -134,10 +134,23 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     expect(run.error).toMatch(/rolled the service back|paused/);
     expect(run.deploys).toMatchObject([{ service, outcome: 'rolled_back', image: servedB, previousImage: servedB }]);
     expect(await runLog(url, run.id)).toMatch(/task error: .*exit/);
+    expect(await runLog(url, run.id)).toContain('has no health check'); // said in the run log too
     await waitForContent(service, 'version B\n', 30_000);
     expect(await serviceImage(service)).toBe(servedB);
     const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
     expect(pipeline.deployed.image).toBe(servedB);
+  });
+
+  it('check-config inspects the target services and warns about what makes deploys lie', async () => {
+    const { execFile } = await import('node:child_process');
+    const { testEnv } = await import('../helpers/config.ts');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('bin/deployer', ['check-config', '--config', config.file], { env: testEnv(registry.password) }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    // The test service has no health check; the ghost pipeline's service does not exist.
+    expect(out).toContain(`warning: site: ${service} has no health check`);
+    expect(out).toContain(`warning: ghost: service ${service}-missing does not exist`);
+    expect(out).not.toContain(registry.password);
   });
 
   it('fails clearly when a target service does not exist', async () => {
