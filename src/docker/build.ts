@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
-import { DeployerError, errorMessage } from '../lib/errors.ts';
+import { DeployerError, errorMessage, isTransient } from '../lib/errors.ts';
 import type { BuildPort, BuildRequest } from '../pipeline/ports.ts';
 import { packContext } from './context.ts';
 import { followJsonStream, streamLines } from './stream.ts';
@@ -31,8 +31,9 @@ export class DockerBuilder implements BuildPort {
       } as Docker.ImageBuildOptions)) as unknown as Readable;
     } catch (err) {
       context.destroy();
-      // A Dockerfile the daemon cannot parse is rejected up front (HTTP 400) with its reason.
-      throw new DeployerError('build_failed', dockerMessage(err), { cause: err });
+      // A Dockerfile the daemon cannot parse is rejected up front (HTTP 400) with its reason;
+      // a daemon that is restarting is worth another try.
+      throw new DeployerError('build_failed', dockerMessage(err), { cause: err, retryable: isTransient(err) && (err as { statusCode?: number }).statusCode !== 500 });
     }
     let imageId = '';
     try {
@@ -49,7 +50,9 @@ export class DockerBuilder implements BuildPort {
         req.signal,
       );
     } catch (err) {
-      throw new DeployerError('build_failed', errorMessage(err).trim(), { cause: err });
+      // In-band errors are the build's own (a failing RUN): permanent. A broken stream is not.
+      const inBand = !(err as { code?: string }).code;
+      throw new DeployerError('build_failed', errorMessage(err).trim(), { cause: err, retryable: !inBand && isTransient(err) });
     }
     if (!imageId) imageId = ((await this.#docker.getImage(primary).inspect()) as { Id: string }).Id;
     for (const ref of extra) {

@@ -42,7 +42,8 @@ export class DockerPusher implements PushPort {
       const message = errorMessage(err).trim();
       // "no basic auth credentials": the registry wants auth and none is configured.
       const denied = /unauthorized|denied|authentication required|no basic auth credentials/i.test(message);
-      throw new DeployerError(denied ? 'registry_auth' : 'push_failed', message, { retryable: !denied, cause: err });
+      const permanent = denied || /manifest invalid|name invalid|name unknown|unsupported|blob upload invalid/i.test(message);
+      throw new DeployerError(denied ? 'registry_auth' : 'push_failed', message, { retryable: !permanent, cause: err });
     }
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) {
       throw new DeployerError('push_failed', `push of ${req.repository}:${req.tag} reported no digest`);

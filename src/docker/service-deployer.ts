@@ -2,7 +2,7 @@ import type Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DeploySettings, RegistryConfig } from '../config/types.ts';
 import { formatDuration } from '../lib/duration.ts';
-import { DeployerError } from '../lib/errors.ts';
+import { DeployerError, isTransient } from '../lib/errors.ts';
 import type { DeployPort, DeployRequest, ServiceDeployResult } from '../pipeline/ports.ts';
 import { authFor } from './auth.ts';
 import { dockerMessage } from './build.ts';
@@ -132,7 +132,7 @@ export class SwarmDeployer implements DeployPort {
           info = await this.#inspect(req.service);
           continue;
         }
-        throw new DeployerError('deploy_failed', `updating ${req.service}: ${message}`, { cause: err });
+        throw new DeployerError('deploy_failed', `updating ${req.service}: ${message}`, { cause: err, retryable: isTransient(err) });
       }
     }
   }
@@ -248,7 +248,7 @@ export class SwarmDeployer implements DeployPort {
     } catch (err) {
       const status = (err as { statusCode?: number }).statusCode;
       if (status === 404) throw new DeployerError('service_missing', `service "${name}" does not exist on this swarm`);
-      throw new DeployerError('docker_unavailable', `inspecting service ${name}: ${dockerMessage(err)}`, { retryable: true, cause: err });
+      throw new DeployerError('docker_unavailable', `inspecting service ${name}: ${dockerMessage(err)}`, { retryable: isTransient(err), cause: err });
     }
     // The API also resolves ID prefixes: "www" could match another service's ID.
     if (info.Spec?.Name !== name) throw new DeployerError('service_missing', `service "${name}" does not exist on this swarm`);

@@ -65,7 +65,8 @@ export class GitSource implements SourcePort, BranchHeadPort {
       } catch (err) {
         if (err instanceof DeployerError) throw err;
         if (signal.aborted) throw err;
-        throw new DeployerError('git_failed', `git: ${firstLine(err)}`, { retryable: true, cause: err });
+        const message = firstLine(err);
+        throw new DeployerError('git_failed', `git: ${message}`, { retryable: !PERMANENT_GIT.test(message), cause: err });
       }
     });
   }
@@ -114,6 +115,9 @@ async function hasCommit(git: ReturnType<typeof createGit>, sha: string): Promis
     return false;
   }
 }
+
+/** Git failures no retry can fix: the repository, branch or credentials are wrong. */
+const PERMANENT_GIT = /not found|authentication failed|could not read username|permission denied|does not appear to be a git repository|couldn't find remote ref|invalid refspec/i;
 
 /** Strips user:password@ from URLs before they reach a log. */
 export function redactUrl(url: string): string {

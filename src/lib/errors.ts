@@ -39,3 +39,16 @@ export function oneLine(text: string, max = 500): string {
   const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
+
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOENT', 'EHOSTUNREACH']);
+
+/**
+ * Whether a failure talking to Docker or a registry is worth retrying: the connection
+ * broke (daemon restarting, socket gone), or the server said 5xx/429.
+ */
+export function isTransient(err: unknown): boolean {
+  const e = err as { code?: string; statusCode?: number; message?: string };
+  if (e?.code && TRANSIENT_CODES.has(e.code)) return true;
+  if (typeof e?.statusCode === 'number') return e.statusCode === 429 || e.statusCode >= 500;
+  return /\b(5\d\d|429)\b.*\b(error|status|too many)|socket hang up|toomanyrequests/i.test(e?.message ?? '');
+}

@@ -46,6 +46,9 @@ export interface RunOutcome {
 
 const now = () => new Date().toISOString();
 
+/** Pauses before each retry of a stage that failed with a transient error. */
+export const RETRY_DELAYS_MS = [1_000, 3_000, 9_000];
+
 /**
  * Executes one run: fetch → build → push → deploy, reporting every transition and
  * output line, and ends in exactly one terminal state with a one-line reason. `stop`
@@ -192,7 +195,23 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
       const signal = name === 'deploy' ? timeout.signal : AbortSignal.any([stop, timeout.signal]);
       report.emit({ type: 'stage.started', runId, stage: name, at: now() });
       try {
-        await body(signal);
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await body(signal);
+            break;
+          } catch (err) {
+            // Transient (registry 5xx/429, connection reset, daemon restarting): try again
+            // after a pause; anything the adapter marked permanent fails at once.
+            const delay = RETRY_DELAYS_MS[attempt - 1];
+            if (!(err instanceof DeployerError) || !err.retryable || delay === undefined || signal.aborted) throw err;
+            logTo(name)(`retry ${attempt}/${RETRY_DELAYS_MS.length} in ${delay / 1000} s after a transient error: ${oneLine(err.message)}`);
+            await new Promise<void>((resolve) => {
+              const t = setTimeout(resolve, delay);
+              signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+            });
+            if (signal.aborted) throw err;
+          }
+        }
         report.emit({ type: 'stage.finished', runId, stage: name, status: 'succeeded', at: now() });
       } catch (err) {
         const reason: unknown = signal.aborted ? signal.reason : undefined;

@@ -32,7 +32,7 @@ export interface TestPipeline {
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; moreRegistries?: { host: string; username: string; password: string }[] }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -66,7 +66,7 @@ auth:
   adminToken: \${DEPLOYER_ADMIN_TOKEN}
 docker:
   host: ${opts.dockerHost ?? process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'}
-${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}pipelines:
+${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}${(opts.moreRegistries ?? []).map((r) => `${opts.registry ? '' : 'registries:\n'}  - host: ${r.host}\n    username: ${r.username}\n    password: ${r.password}\n`).join('')}pipelines:
 ${pipelines}
 `;
   // Written out too, so tests can start bin/deployer on the very same file.

@@ -1,0 +1,355 @@
+// The real site's front door, as a swarm fixture: Caddy published in host mode
+// (ingress/VIPs need IPVS, absent on this kernel), proxying to the `www`
+// service by its dnsrr name over an attachable overlay. Plus a bounded load
+// generator that records every answer the proxy gives.
+//
+// No base image can be pulled here, so the image is built FROM scratch around
+// Debian's dynamically linked `caddy` (2.6): the binary, the shared objects
+// `ldd` lists (libc, libzstd, ld-linux) and a Caddyfile.
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { freePort } from '../helpers/process.ts';
+import { baseEnv, run, sleep } from './exec.ts';
+import type { TestRegistry } from './registry.ts';
+import { buildAndPushDir, dockerCli, removeTestResources, runningTasks, TEST_LABEL } from './swarm.ts';
+import type { PushedImage } from './swarm.ts';
+
+const LABEL_FILTER = `${TEST_LABEL}=1`;
+/** Caddy's port inside its container. */
+const CADDY_PORT = 80;
+
+/**
+ * What makes a deploy invisible to clients, on top of swarm's own ordering
+ * (docs/docker-notes.md, "Zero downtime through Caddy"):
+ * - the upstream is the service NAME, not `dynamic a`: Caddy then dials the
+ *   name, and Go resolves it on every new connection, so a task leaves the
+ *   rotation as soon as swarm drops it from DNS (2 s before its container is
+ *   signalled). `dynamic a` caches the A records for `refresh` and would keep
+ *   dialling a dead task;
+ * - `lb_try_duration` + `lb_try_interval`: with them a request whose dial fails
+ *   (refused, or timed out on a vanished IP) is retried, re-resolving the name,
+ *   instead of answering 502 at once. `dial_timeout` bounds one attempt so a
+ *   retry still fits in the try duration;
+ * - `keepalive off` towards the upstream (busybox httpd closes after each
+ *   answer anyway): no pooled connection can outlive its task.
+ */
+export const ZERO_DOWNTIME_PROXY = [
+  'lb_try_duration 5s',
+  'lb_try_interval 100ms',
+  'transport http {',
+  '\tdial_timeout 1s',
+  '\tkeepalive off',
+  '}',
+];
+
+/**
+ * `admin off` (no admin endpoint; also no config autosave), `auto_https off`
+ * (plain HTTP on :80, no ACME), upstream from the `UPSTREAM` environment
+ * variable so one image serves any `www` service name.
+ */
+export function caddyfile(proxyOptions: string[] = ZERO_DOWNTIME_PROXY): string {
+  const inner = proxyOptions.map((l) => `\t\t${l}`).join('\n');
+  return [
+    '{',
+    '\tadmin off',
+    '\tauto_https off',
+    '}',
+    `:${CADDY_PORT} {`,
+    proxyOptions.length > 0 ? `\treverse_proxy {$UPSTREAM} {\n${inner}\n\t}` : '\treverse_proxy {$UPSTREAM}',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Absolute paths of the shared objects a dynamic binary needs, from `ldd`. */
+export async function sharedLibraries(binary: string): Promise<string[]> {
+  const out = await run('ldd', [binary], { env: baseEnv() });
+  // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)", "/lib64/ld-linux-x86-64.so.2 (0x…)";
+  // linux-vdso has no file.
+  const paths = new Set<string>();
+  for (const line of out.split('\n')) {
+    const m = /(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/.exec(line);
+    if (m?.[1]) paths.add(m[1]);
+  }
+  if (paths.size === 0) throw new Error(`ldd ${binary} listed no libraries: ${out}`);
+  return [...paths];
+}
+
+/** Where Debian's `caddy` is, or a clear error naming the package. */
+export async function caddyBinary(): Promise<string> {
+  try {
+    return (await run('sh', ['-c', 'command -v caddy'], { env: baseEnv() })).trim();
+  } catch {
+    throw new Error('caddy is not installed: apt-get install -y caddy (scripts/provision.sh does)');
+  }
+}
+
+/**
+ * Builds a FROM scratch Caddy image (binary + its shared objects, copied as
+ * real files: the ldd paths are often symlinks) and pushes it.
+ */
+export async function buildAndPushCaddy(
+  registry: TestRegistry,
+  repoName: string,
+  proxyOptions: string[] = ZERO_DOWNTIME_PROXY,
+): Promise<PushedImage> {
+  const binary = await caddyBinary();
+  const dir = await mkdtemp(join(tmpdir(), 'test-caddy-'));
+  try {
+    const rootfs = join(dir, 'rootfs');
+    for (const file of [binary, ...(await sharedLibraries(binary))]) {
+      const target = join(rootfs, file);
+      await mkdir(dirname(target), { recursive: true });
+      await copyFile(file, target); // follows symlinks
+    }
+    await writeFile(join(dir, 'Caddyfile'), caddyfile(proxyOptions));
+    await writeFile(
+      join(dir, 'Dockerfile'),
+      [
+        'FROM scratch',
+        'COPY rootfs/ /',
+        'COPY Caddyfile /etc/caddy/Caddyfile',
+        // Caddy keeps certificates/locks under XDG_DATA_HOME and autosaves under
+        // XDG_CONFIG_HOME: give it writable directories (WORKDIR creates them).
+        'ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data HOME=/data',
+        'WORKDIR /config',
+        'WORKDIR /data',
+        `EXPOSE ${CADDY_PORT}`,
+        `ENTRYPOINT ["${binary}", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]`,
+        '',
+      ].join('\n'),
+    );
+    return await buildAndPushDir(registry, repoName, dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export interface CaddyService {
+  name: string;
+  /** The host port Caddy is published on (host mode, every interface). */
+  port: number;
+  /** `http://127.0.0.1:<port>/` */
+  url: string;
+}
+
+export interface CaddyServiceOptions {
+  name: string;
+  image: string;
+  network: string;
+  registry: TestRegistry;
+  /** `host:port` Caddy proxies to: the `www` service's name and port. */
+  upstream: string;
+}
+
+/**
+ * One Caddy task published in host mode on a free port. The port is found by
+ * binding and releasing it, so another process may take it first: then the
+ * task cannot start ("port already in use") and we retry on a new port.
+ */
+export async function createCaddyService(opts: CaddyServiceOptions): Promise<CaddyService> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    await dockerCli(
+      [
+        'service', 'create', '--detach', '--quiet',
+        '--name', opts.name,
+        '--with-registry-auth',
+        '--network', opts.network,
+        '--publish', `mode=host,target=${CADDY_PORT},published=${port},protocol=tcp`,
+        '--env', `UPSTREAM=${opts.upstream}`,
+        '--stop-grace-period', '2s',
+        '--label', LABEL_FILTER,
+        '--container-label', LABEL_FILTER,
+        opts.image,
+      ],
+      { registry: opts.registry },
+    );
+    const url = `http://127.0.0.1:${port}/`;
+    try {
+      await waitForAnswer(url, 30_000);
+      return { name: opts.name, port, url };
+    } catch (err) {
+      lastError = err;
+      const ps = await dockerCli(['service', 'ps', '--no-trunc', opts.name]).catch((e: Error) => e.message);
+      lastError = new Error(`caddy service ${opts.name} on port ${port}: ${(err as Error).message}\n${ps}`, { cause: err });
+      await removeTestResources([opts.name]).catch(() => undefined);
+    }
+  }
+  throw lastError;
+}
+
+/** Until Caddy's task runs and the port answers 200 (i.e. it reaches `www` too). */
+async function waitForAnswer(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      const body = await res.text();
+      if (res.status === 200) return;
+      last = `${res.status} ${body.slice(0, 200)}`;
+    } catch (err) {
+      last = err instanceof Error ? `${err.message}${err.cause ? ` (${String(err.cause)})` : ''}` : String(err);
+    }
+    await sleep(200);
+  }
+  throw new Error(`${url} did not answer 200 within ${timeoutMs} ms; last: ${last}`);
+}
+
+/** The Caddy task's own log (proxy errors), for a failure message. */
+export async function caddyLogs(name: string, tail = 40): Promise<string> {
+  const tasks = await runningTasks(name).catch(() => []);
+  const out = await dockerCli(['service', 'logs', '--raw', '--tail', String(tail), name]).catch((e: Error) => e.message);
+  return `${tasks.length} running task(s)\n${out}`;
+}
+
+// ---------------------------------------------------------------------------
+// Load: a bounded loop of GETs through the proxy.
+
+export interface LoadFailure {
+  /** ms since the load started */
+  at: number;
+  status?: number;
+  error?: string;
+  body?: string;
+}
+
+export interface VersionSeen {
+  count: number;
+  firstMs: number;
+  lastMs: number;
+}
+
+export interface LoadResult {
+  total: number;
+  failed: number;
+  /** The first failures, for the report (all are counted in `failed`). */
+  failures: LoadFailure[];
+  /** body -> how many 200 answers carried it, first and last seen (ms since the start) */
+  versions: Map<string, VersionSeen>;
+  /** epoch ms of the start, to line the `at`/`firstMs`/`lastMs` offsets up with other clocks */
+  startedAt: number;
+  durationMs: number;
+  /** slowest successful request, ms (a retried request shows up here) */
+  maxLatencyMs: number;
+  /** why the loop ended: `stopped`, `time limit` or `count limit` */
+  ended: string;
+}
+
+export interface Load {
+  /** Resolves once the latest `streak` answers in a row were all `body`. */
+  waitForStreak(body: string, streak: number, timeoutMs: number): Promise<void>;
+  /** Ends the loop (after in-flight requests) and returns the tally. */
+  stop(): Promise<LoadResult>;
+  snapshot(): { total: number; failed: number };
+}
+
+export interface LoadOptions {
+  url: string;
+  concurrency: number;
+  /** hard bounds: the loop ends by itself at whichever comes first */
+  maxRequests: number;
+  maxDurationMs: number;
+  /** per request */
+  timeoutMs?: number;
+  /** pause between a worker's requests, so the engine under test is not starved */
+  pauseMs?: number;
+}
+
+const MAX_RECORDED_FAILURES = 20;
+
+/**
+ * Starts `concurrency` workers, each looping GET `url` one request at a time.
+ * Only loopback URLs are accepted: this must never hammer another machine.
+ */
+export function startLoad(opts: LoadOptions): Load {
+  const target = new URL(opts.url);
+  if (target.hostname !== '127.0.0.1' && target.hostname !== 'localhost' && target.hostname !== '[::1]') {
+    throw new Error(`startLoad only targets loopback, not ${target.hostname}`);
+  }
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const pauseMs = opts.pauseMs ?? 0;
+  const started = Date.now();
+  const versions = new Map<string, VersionSeen>();
+  const failures: LoadFailure[] = [];
+  let total = 0;
+  let failed = 0;
+  let maxLatencyMs = 0;
+  let lastBody: string | undefined;
+  let streak = 0;
+  let ended = '';
+  let issued = 0;
+
+  const record = (f: LoadFailure): void => {
+    failed++;
+    lastBody = undefined;
+    streak = 0;
+    if (failures.length < MAX_RECORDED_FAILURES) failures.push(f);
+  };
+
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      if (ended) return;
+      if (issued >= opts.maxRequests) {
+        ended ||= 'count limit';
+        return;
+      }
+      if (Date.now() - started >= opts.maxDurationMs) {
+        ended ||= 'time limit';
+        return;
+      }
+      issued++;
+      const t0 = Date.now();
+      try {
+        const res = await fetch(target, { signal: AbortSignal.timeout(timeoutMs) });
+        const body = await res.text();
+        total++;
+        if (res.status !== 200) {
+          record({ at: t0 - started, status: res.status, body: body.slice(0, 200) });
+        } else {
+          maxLatencyMs = Math.max(maxLatencyMs, Date.now() - t0);
+          const at = Date.now() - started;
+          const seen = versions.get(body);
+          if (seen) {
+            seen.count++;
+            seen.lastMs = at;
+          } else {
+            versions.set(body, { count: 1, firstMs: at, lastMs: at });
+          }
+          streak = body === lastBody ? streak + 1 : 1;
+          lastBody = body;
+        }
+      } catch (err) {
+        total++;
+        const e = err as Error & { cause?: unknown };
+        record({ at: t0 - started, error: `${e.name}: ${e.message}${e.cause ? ` (${String(e.cause)})` : ''}` });
+      }
+      if (pauseMs > 0) await sleep(pauseMs);
+    }
+  };
+  const workers = Promise.all(Array.from({ length: opts.concurrency }, () => worker()));
+
+  return {
+    async waitForStreak(body, want, waitMs) {
+      const deadline = Date.now() + waitMs;
+      while (!(lastBody === body && streak >= want)) {
+        if (ended) throw new Error(`load ended (${ended}) before ${want} answers in a row were ${JSON.stringify(body)}`);
+        if (Date.now() >= deadline) {
+          throw new Error(
+            `the proxy did not answer ${JSON.stringify(body)} ${want} times in a row within ${waitMs} ms; last ${JSON.stringify(lastBody)} x${streak}`,
+          );
+        }
+        await sleep(50);
+      }
+    },
+    async stop() {
+      ended ||= 'stopped';
+      await workers;
+      return { total, failed, failures, versions, startedAt: started, durationMs: Date.now() - started, maxLatencyMs, ended };
+    },
+    snapshot: () => ({ total, failed }),
+  };
+}
