@@ -141,6 +141,50 @@ describe('crash safety (SIGKILL, real processes)', () => {
   });
 });
 
+describe('graceful shutdown (SIGTERM, real processes)', () => {
+  it('parks a run that has not reached deploy; it resumes on the next start', async () => {
+    const registry = await startRegistry({ auth: true });
+    const repo = await createSiteRepo();
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const config = testConfig({
+      listen: `127.0.0.1:${port}`, logLevel: 'info',
+      registry: { host: registry.host, username: registry.username, password: registry.password },
+      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${uniqueName('term')}`, tag: 'live', services: [] }],
+    });
+    const env = testEnv(registry.password);
+    let proc = await spawnDeployer(['serve', '--config', config.file], env, 'listening');
+    try {
+      const { files } = slowBuildFiles('parked\n', 8);
+      const sha = await repo.commit(files, 'parked');
+      const id = (await deliver(base, pushPayload(REPO, 'main', sha))).body.runs[0];
+      for (;;) {
+        const run = await (await fetch(`${base}/api/runs/${id}`)).json();
+        if (run.stages.find((s: any) => s.name === 'build').status === 'running') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const t0 = Date.now();
+      expect(await proc.kill('SIGTERM')).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(15_000); // the build was stopped, not waited for
+      // Back to the queue, not failed: the next start runs it from the beginning.
+      proc = await spawnDeployer(['serve', '--config', config.file], env, 'listening');
+      const run = await waitForRun(base, id, 120_000);
+      expect(run.status).toBe('succeeded');
+      expect(run.commit).toBe(sha);
+      expect(await (await fetch(`${base}/api/runs/${id}/log`)).text()).toContain('parked: the worker is shutting down');
+    } finally {
+      await proc.kill('SIGTERM');
+      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+      const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
+      await q.obliterate({ force: true }).catch(() => undefined);
+      await q.close();
+      redis.disconnect();
+      await registry.stop();
+      await repo.cleanup();
+    }
+  });
+});
+
 describe('Redis outage under a running daemon', () => {
   it('answers 503 while Redis is down and recovers without a restart', async () => {
     const port = await freePort();

@@ -43,6 +43,7 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
       pipelines: [
         { name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '90s' } },
         { name: 'polled', repo: REPO, url: repo.url, branch: 'polled', image: `${registry.host}/${imageRepo}`, tag: 'polled', services: [], poll: '1s' },
+        { name: 'impatient', repo: REPO, url: repo.url, branch: 'impatient', image: `${registry.host}/${imageRepo}`, tag: 'impatient', services: [], cancelSuperseded: true },
         { name: 'quick-timeout', repo: REPO, url: repo.url, branch: 'timeout', image: `${registry.host}/${imageRepo}`, tag: 'timeout', services: [], timeouts: { build: '2s' } },
       ],
     });
@@ -194,5 +195,25 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
     expect(body.commit).toBe(unseen);
     expect((await waitForRun(url, body.run)).status).toBe('succeeded');
     expect((await fetch(`${url}/api/pipelines/site/refresh`, { method: 'POST' })).status).toBe(401);
+  });
+
+  it('cancelSuperseded: a newer push stops a run still building; it ends superseded with a link', async () => {
+    const { git } = await import('../support/site.ts');
+    const slow = slowBuildFiles('old\n', 60);
+    const oldSha = await repo.commit(slow.files, 'old slow');
+    await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/impatient'], repo.workDir);
+    const old = await push(oldSha, 'impatient');
+    await waitFor(old, (r) => r.stages.find((s: any) => s.name === 'build').status === 'running');
+    const newSha = await repo.commit(siteFiles('new\n'), 'new');
+    await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/impatient'], repo.workDir);
+    const t0 = Date.now();
+    const fresh = await push(newSha, 'impatient');
+    const stopped = await waitForRun(url, old, 20_000);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(stopped).toMatchObject({ status: 'superseded', supersededBy: fresh });
+    expect((await waitForRun(url, fresh)).status).toBe('succeeded');
+    const gone = Date.now() + 10_000;
+    while ((await containersWith(slow.marker)).length > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 250));
+    expect(await containersWith(slow.marker)).toEqual([]);
   });
 });
