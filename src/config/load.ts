@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Value from 'typebox/value';
 import { parseDocument } from 'yaml';
-import { parseDuration } from '../lib/duration.ts';
+import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { ConfigSchema } from './schema.ts';
@@ -162,6 +162,12 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
         deploy: durationOr(p.timeouts?.deploy, deploy.timeoutMs + 2 * 60_000, `${path}.timeouts.deploy`, issues),
       },
       cancelSuperseded: p.cancelSuperseded ?? false,
+      retention: {
+        runs: p.retention?.runs ?? DEFAULT_RETENTION.runs,
+        ageMs: durationOr(p.retention?.age, DEFAULT_RETENTION.ageMs, `${path}.retention.age`, issues),
+        logBytes: sizeOr(p.retention?.logSize, DEFAULT_RETENTION.logBytes, `${path}.retention.logSize`, issues),
+        images: p.retention?.images ?? DEFAULT_RETENTION.images,
+      },
       pollMs: p.poll === false ? 0 : durationOr(p.poll, DEFAULT_POLL_MS, `${path}.poll`, issues),
     });
   });
@@ -189,6 +195,17 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
 
 export const DEFAULT_TIMEOUTS = { fetch: 10 * 60_000, build: 60 * 60_000, push: 20 * 60_000 } as const;
 export const DEFAULT_POLL_MS = 5 * 60_000;
+export const DEFAULT_RETENTION = { runs: 500, ageMs: 90 * 86_400_000, logBytes: 10 * 1024 * 1024, images: 5 } as const;
+
+function sizeOr(value: string | number | undefined, fallback: number, path: string, issues: ConfigIssue[]): number {
+  if (value === undefined) return fallback;
+  const bytes = parseSize(value);
+  if (bytes === undefined || bytes < 1024) {
+    issues.push({ path, message: `"${value}" is not a size of at least 1KB (e.g. 512KB, 10MB)` });
+    return fallback;
+  }
+  return bytes;
+}
 
 function durationOr(value: string | number | undefined, fallback: number, path: string, issues: ConfigIssue[]): number {
   if (value === undefined) return fallback;

@@ -57,6 +57,17 @@ export const PipelineSchema = Type.Object(
       ),
     ),
     cancelSuperseded: Type.Optional(Type.Boolean()),
+    retention: Type.Optional(
+      Type.Object(
+        {
+          runs: Type.Optional(Type.Integer({ minimum: 1 })),
+          age: Type.Optional(Duration),
+          logSize: Type.Optional(Type.Union([Type.String(), Type.Integer({ minimum: 1024 })])),
+          images: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        closed,
+      ),
+    ),
     poll: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
   },
   closed,

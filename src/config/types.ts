@@ -41,6 +41,16 @@ export interface PipelineConfig {
   cancelSuperseded: boolean;
   /** How often the branch head is checked for pushes whose webhook never came (ms; 0 = never). */
   pollMs: number;
+  retention: {
+    /** Finished runs kept (newest first). */
+    runs: number;
+    /** Finished runs older than this are removed (ms). */
+    ageMs: number;
+    /** Log kept per run: the head and the tail, with what was left out said in between. */
+    logBytes: number;
+    /** Images of this pipeline kept on the build host (newest first). */
+    images: number;
+  };
 }
 
 export interface RegistryConfig {

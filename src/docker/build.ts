@@ -62,6 +62,18 @@ export class DockerBuilder implements BuildPort {
     req.log(`built ${imageId.slice(0, 19)} as ${req.tags.join(', ')}`);
     return { imageId };
   }
+
+  async prune(repository: string, keep: number): Promise<number> {
+    const images = (await this.#docker.listImages({ filters: { reference: [repository] } })) as { Id: string; Created: number; RepoTags?: string[] }[];
+    const old = images.sort((a, b) => b.Created - a.Created).slice(keep);
+    let removed = 0;
+    for (const img of old) {
+      // By tag, never force: an image a container still uses stays.
+      for (const tag of img.RepoTags ?? []) await this.#docker.getImage(tag).remove({ noprune: false }).catch(() => undefined);
+      removed += (await this.#docker.getImage(img.Id).inspect().then(() => 0, () => 1));
+    }
+    return removed;
+  }
 }
 
 export function splitRef(ref: string): { repo: string; tag: string } {

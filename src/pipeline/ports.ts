@@ -37,6 +37,12 @@ export interface BuildRequest {
 
 export interface BuildPort {
   build(req: BuildRequest): Promise<{ imageId: string }>;
+  /**
+   * Removes this repository's images from the build host except the newest `keep`
+   * (and any in use). Rollbacks pull by digest from the registry, so local copies are
+   * only a cache. Returns how many were removed.
+   */
+  prune(repository: string, keep: number): Promise<number>;
 }
 
 export interface PushPort {

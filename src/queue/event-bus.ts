@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { formatSize } from '../lib/duration.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import type { RunEvent, RunReporter } from '../pipeline/events.ts';
 import type { StageName } from '../pipeline/states.ts';
@@ -13,41 +14,90 @@ const LOG_BATCH_LINES = 500;
  * Publishes one run's events to the Redis stream `<prefix>:events`. Log lines are
  * batched (50 ms or 500 lines) so a chatty build costs few round trips; any other event
  * flushes pending lines first, so the order seen by the store is the order of emission.
+ *
+ * The log is bounded here, before it costs memory, Redis traffic or disk: after
+ * `maxLogBytes / 2` the reporter keeps only a rolling tail of the same size, and at the
+ * next other event (or the end) sends a line saying what was left out, then the tail.
  */
 export class StreamReporter implements RunReporter {
   readonly #redis: Redis;
   readonly #key: string;
+  readonly #half: number;
   #chain: Promise<unknown> = Promise.resolve();
   #pending: { runId: string; stage: StageName | null; at: string; lines: string[] } | undefined;
   #timer: NodeJS.Timeout | undefined;
   #failed: unknown;
+  #headBytes = 0;
+  #tail: { runId: string; stage: StageName | null; at: string; line: string }[] = [];
+  #tailBytes = 0;
+  #omittedLines = 0;
+  #omittedBytes = 0;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: Redis, prefix: string, maxLogBytes = 10 * 1024 * 1024) {
     this.#redis = redis;
     this.#key = `${prefix}:events`;
+    this.#half = Math.max(512, Math.floor(maxLogBytes / 2));
   }
 
   emit(event: RunEvent): void {
     if (event.type === 'log') {
-      const p = this.#pending;
-      if (p && p.runId === event.runId && p.stage === event.stage) {
-        p.lines.push(...event.lines);
-        if (p.lines.length >= LOG_BATCH_LINES) this.#flushLogs();
-        return;
-      }
-      this.#flushLogs();
-      this.#pending = { runId: event.runId, stage: event.stage, at: event.at, lines: [...event.lines] };
-      this.#timer = setTimeout(() => this.#flushLogs(), LOG_FLUSH_MS);
+      for (const line of event.lines) this.#log(event.runId, event.stage, event.at, line);
       return;
     }
+    this.#drainTail();
     this.#flushLogs();
     this.#send(event);
   }
 
   async flush(): Promise<void> {
+    this.#drainTail();
     this.#flushLogs();
     await this.#chain;
     if (this.#failed) throw this.#failed;
+  }
+
+  #log(runId: string, stage: StageName | null, at: string, line: string): void {
+    const bytes = Buffer.byteLength(line) + 1;
+    if (this.#headBytes + bytes <= this.#half) {
+      this.#headBytes += bytes;
+      this.#batch(runId, stage, at, line);
+      return;
+    }
+    this.#headBytes = this.#half; // from now on, only a tail is kept
+    this.#tail.push({ runId, stage, at, line });
+    this.#tailBytes += bytes;
+    while (this.#tailBytes > this.#half && this.#tail.length > 1) {
+      const dropped = this.#tail.shift()!;
+      const b = Buffer.byteLength(dropped.line) + 1;
+      this.#tailBytes -= b;
+      this.#omittedLines++;
+      this.#omittedBytes += b;
+    }
+  }
+
+  #drainTail(): void {
+    if (this.#tail.length === 0) return;
+    const first = this.#tail[0]!;
+    if (this.#omittedLines > 0) {
+      this.#batch(first.runId, first.stage, first.at, `[… ${this.#omittedLines} lines (${formatSize(this.#omittedBytes)}) left out: logs keep ${formatSize(this.#half * 2)} per run, the start and the end …]`);
+    }
+    for (const t of this.#tail) this.#batch(t.runId, t.stage, t.at, t.line);
+    this.#tail = [];
+    this.#tailBytes = 0;
+    this.#omittedLines = 0;
+    this.#omittedBytes = 0;
+  }
+
+  #batch(runId: string, stage: StageName | null, at: string, line: string): void {
+    const p = this.#pending;
+    if (p && p.runId === runId && p.stage === stage) {
+      p.lines.push(line);
+      if (p.lines.length >= LOG_BATCH_LINES) this.#flushLogs();
+      return;
+    }
+    this.#flushLogs();
+    this.#pending = { runId, stage, at, lines: [line] };
+    this.#timer = setTimeout(() => this.#flushLogs(), LOG_FLUSH_MS);
   }
 
   #flushLogs(): void {

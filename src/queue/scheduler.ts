@@ -27,6 +27,7 @@ export class Scheduler {
   readonly #config: Config;
   readonly #log: Logger;
   #timer: NodeJS.Timeout | undefined;
+  #pruneTimer: NodeJS.Timeout | undefined;
   #reconciling: Promise<void> | undefined;
 
   constructor(opts: { store: RunStore; queues: RunQueues; control: ControlPublisher; config: Config; log: Logger }) {
@@ -152,11 +153,31 @@ export class Scheduler {
     tick();
     this.#timer = setInterval(tick, intervalMs);
     this.#timer.unref();
+    const prune = () => {
+      try {
+        this.prune();
+      } catch (err) {
+        this.#log.warn({ err: { message: (err as Error).message } }, 'retention failed');
+      }
+    };
+    prune();
+    this.#pruneTimer = setInterval(prune, 3_600_000);
+    this.#pruneTimer.unref();
   }
 
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.#reconciling;
+  }
+
+  /** Applies each pipeline's retention (runs by count and age) and forgets old deliveries. */
+  prune(): void {
+    for (const p of this.#config.pipelines) {
+      const removed = this.#store.prune(p.name, p.retention.runs, p.retention.ageMs);
+      if (removed > 0) this.#log.info({ pipeline: p.name, removed }, 'old runs removed (retention)');
+    }
+    this.#store.pruneDeliveries(30 * 86_400_000);
   }
 
   /**

@@ -79,7 +79,7 @@ export class WorkerHost {
   async #process(job: Job<RunJobData, RunOutcome>, token: string | undefined): Promise<RunOutcome> {
     const { runId } = job.data;
     const pipeline = this.#config.pipelines.find((p) => p.name === job.data.pipeline);
-    const reporter = new StreamReporter(this.#reporterRedis, this.#prefix);
+    const reporter = new StreamReporter(this.#reporterRedis, this.#prefix, pipeline?.retention.logBytes);
     const log = this.#log.child({ run: runId, pipeline: job.data.pipeline, commit: job.data.commit });
     if (!pipeline) {
       const at = new Date().toISOString();

@@ -313,6 +313,31 @@ export class RunStore {
     return rows.map((r) => r.status);
   }
 
+  /**
+   * Removes finished runs (with stages, logs, results) beyond the newest `keep` or
+   * older than `maxAgeMs`. Runs behind a deployment that still serves are kept;
+   * deployment history itself is kept (it is small, and rollback needs it).
+   */
+  prune(pipeline: string, keep: number, maxAgeMs: number): number {
+    const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
+    return transaction(this.#db, () => {
+      const res = this.#db
+        .prepare(
+          `DELETE FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled', 'superseded')
+             AND id NOT IN (SELECT run_id FROM deployments WHERE pipeline = ? AND replaced_at IS NULL)
+             AND (seq NOT IN (SELECT seq FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT ?) OR created_at < ?)`,
+        )
+        .run(pipeline, pipeline, pipeline, keep, cutoff);
+      return Number(res.changes);
+    });
+  }
+
+  /** Webhook deliveries are only needed to answer redeliveries, which come within days. */
+  pruneDeliveries(maxAgeMs: number): number {
+    const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
+    return Number(this.#db.prepare('DELETE FROM deliveries WHERE received_at < ?').run(cutoff).changes);
+  }
+
   pause(pipeline: string, reason: string, by: string): void {
     this.#db
       .prepare('INSERT INTO pipeline_pauses (pipeline, reason, paused_by, at) VALUES (?, ?, ?, ?) ON CONFLICT (pipeline) DO UPDATE SET reason = excluded.reason, paused_by = excluded.paused_by, at = excluded.at')
