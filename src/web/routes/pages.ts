@@ -56,6 +56,9 @@ ${(v.drift ?? []).map((d) => `<br><strong class="drift">drift</strong>: ${esc(d.
 ${run.image ? `<br>image <code>${esc(run.image.ref)}</code>` : ''}${run.error ? `<br><strong>Error:</strong> ${esc(run.error)}` : ''}</p>
 <p><button onclick="rebuild('${esc(run.pipeline)}')">Rebuild</button></p>
 <table><tr><th>Stage</th><th>Status</th><th>Started</th><th>Finished</th><th>Error</th></tr>${stages}</table>
+${run.deploys.length ? `<h2>Services</h2><table><tr><th>Service</th><th>Outcome</th><th>Serving at the end</th><th>What happened</th></tr>${run.deploys
+      .map((d) => `<tr><td>${esc(d.service)}</td><td>${badge(d.outcome === 'succeeded' ? 'succeeded' : 'failed').replace('>failed<', `>${esc(d.outcome)}<`)}</td><td><code>${esc(d.image ?? '')}</code></td><td>${esc(d.message)}</td></tr>`)
+      .join('')}</table>` : ''}
 <h2>Log</h2><pre class="log">${esc(log)}</pre>${rebuildScript}`;
     return reply.type('text/html; charset=utf-8').send(layout(`Run ${run.id}`, body, isTerminal(run.status) ? {} : { refreshSeconds: 2 }));
   });
