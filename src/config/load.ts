@@ -188,7 +188,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
     driftIntervalMs: durationOr(c.driftInterval, 60_000, 'driftInterval', issues),
     registries,
-    worker: { concurrency: c.worker?.concurrency ?? 2 },
+    worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs: durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues) },
     pipelines,
   };
 }

@@ -111,7 +111,9 @@ export const ConfigSchema = Type.Object(
         ),
       ),
     ),
-    worker: Type.Optional(Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })) }, closed)),
+    worker: Type.Optional(
+      Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })), deadAfter: Type.Optional(Duration) }, closed),
+    ),
     pipelines: Type.Array(PipelineSchema),
   },
   closed,

@@ -77,6 +77,7 @@ export interface Config {
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
   driftIntervalMs: number;
   registries: RegistryConfig[];
-  worker: { concurrency: number };
+  /** concurrency: runs at once per process; deadAfterMs: how long a silent worker keeps its job (lock). */
+  worker: { concurrency: number; deadAfterMs: number };
   pipelines: PipelineConfig[];
 }

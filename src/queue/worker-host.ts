@@ -52,8 +52,8 @@ export class WorkerHost {
         prefix: opts.prefix,
         concurrency: 1,
         // A dead worker's job is noticed within lockDuration + stalledInterval.
-        lockDuration: 30_000,
-        stalledInterval: 15_000,
+        lockDuration: opts.config.worker.deadAfterMs,
+        stalledInterval: Math.max(1000, Math.round(opts.config.worker.deadAfterMs / 2)),
         // Retried once after a crash, then failed (the store side records why).
         maxStalledCount: 1,
       });

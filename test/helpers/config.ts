@@ -32,7 +32,7 @@ export interface TestPipeline {
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; moreRegistries?: { host: string; username: string; password: string }[] }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[] }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,

@@ -20,8 +20,8 @@ const REPO = 'acme/crash-site';
 /**
  * The daemon as a real process, killed with SIGKILL at the worst moments. After a
  * restart no run may stay running or queued forever, and the recorded outcome must be
- * the true one. BullMQ notices the dead worker's job once its lock expires (30 s) at
- * the next stall check (15 s): these tests wait that long on purpose.
+ * the true one. BullMQ notices the dead worker's job once its lock expires
+ * (worker.deadAfter, 8 s here) at the next stall check (4 s).
  */
 describe('crash safety (SIGKILL, real processes)', () => {
   let registry: TestRegistry;
@@ -49,6 +49,7 @@ describe('crash safety (SIGKILL, real processes)', () => {
     config = testConfig({
       listen: `127.0.0.1:${port}`,
       logLevel: 'info',
+      deadAfter: '8s', // a killed worker's job is picked up after ~8 s + a 4 s stall check
       registry: { host: registry.host, username: registry.username, password: registry.password },
       pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '8s', timeout: '2m' } }],
     });

@@ -127,6 +127,7 @@ describe('rollout outcomes on the real swarm', () => {
       [svc.fleet2, 'rolled_back'],
       [svc.fleet1, 'rolled_back'],
     ]);
+    expect(await (await fetch(`${url}/runs/${run.id}`)).text()).toMatch(/<h2>Services<\/h2>[\s\S]*rolled_back/);
     expect(await serviceImage(svc.fleet1)).toBe(seedRef);
     expect(await serviceImage(svc.fleet2)).toBe(seedRef);
     await waitForContent(svc.fleet1, 'previous\n', 30_000);
