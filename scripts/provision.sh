@@ -29,6 +29,10 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+  # Debian's caddy package starts a system Caddy on :80; the tests only need the binary.
+  if printf '%s\n' "${need[@]}" | grep -qx caddy && command -v systemctl >/dev/null; then
+    systemctl disable --now caddy >/dev/null 2>&1 || true
+  fi
 fi
 # dockerd from docker.io, but the client may be a newer one in /usr/local/bin: either works.
 command -v docker >/dev/null || { log "no docker client found"; exit 1; }

@@ -1,19 +1,16 @@
 import { spawn } from 'node:child_process';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
 import { waitForRun } from '../helpers/runs.ts';
 import { slowBuildFiles } from '../helpers/site-stage.ts';
-import { startRegistry, type TestRegistry } from '../support/registry.ts';
+import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
+import { startRegistry } from '../support/registry.ts';
 import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
-import {
-  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, serviceImage, uniqueName, waitForContent,
-} from '../support/swarm.ts';
+import { serviceImage, uniqueName, waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/crash-site';
 
@@ -24,50 +21,35 @@ const REPO = 'acme/crash-site';
  * (worker.deadAfter, 8 s here) at the next stall check (4 s).
  */
 describe('crash safety (SIGKILL, real processes)', () => {
-  let registry: TestRegistry;
   let repo: SiteRepo;
-  let network: string;
   let service: string;
-  let imageRepo: string;
   let config: Config;
   let env: NodeJS.ProcessEnv;
   let daemon: DeployerProcess | undefined;
   let url: string;
 
+  let world: World;
+
   beforeAll(async () => {
-    await cleanupLeftovers();
-    registry = await startRegistry({ auth: true });
-    repo = await createSiteRepo();
-    network = uniqueName('c-net');
-    service = uniqueName('c-www');
-    imageRepo = uniqueName('c-site');
-    await createTestNetwork(network);
-    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
-    await createTestService({ name: service, image: seed.ref, network, registry });
+    world = await createWorld({ name: 'c', services: ['c-www'] });
+    ({ repo } = world);
+    service = world.services[0]!;
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     config = testConfig({
       listen: `127.0.0.1:${port}`,
       logLevel: 'info',
       deadAfter: '8s', // a killed worker's job is picked up after ~8 s + a 4 s stall check
-      registry: { host: registry.host, username: registry.username, password: registry.password },
-      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '8s', timeout: '2m' } }],
+      registry: world.registryConfig,
+      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: world.image, tag: 'live', services: [service], deploy: { monitor: '8s', timeout: '2m' } }],
     });
-    env = testEnv(registry.password);
+    env = testEnv(world.registry.password);
   });
 
   afterAll(async () => {
     await daemon?.kill('SIGKILL');
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
-    await q.obliterate({ force: true }).catch(() => undefined);
-    await q.close();
-    const keys = await redis.keys(`${config.redisPrefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-    await removeTestResources([service, network]).catch(() => undefined);
-    await registry?.stop();
-    await repo?.cleanup();
+    if (config) await disposeQueues(config);
+    await world?.dispose();
   });
 
   const start = async () => {
@@ -175,11 +157,7 @@ describe('graceful shutdown (SIGTERM, real processes)', () => {
       expect(await (await fetch(`${base}/api/runs/${id}/log`)).text()).toContain('parked: the worker is shutting down');
     } finally {
       await proc.kill('SIGTERM');
-      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-      const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-      redis.disconnect();
+      await disposeQueues(config);
       await registry.stop();
       await repo.cleanup();
     }

@@ -1,17 +1,13 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
-import { startRegistry, type TestRegistry } from '../support/registry.ts';
-import { createSiteRepo, exitingContainerFiles, failingBuildFiles, git, siteFiles, type SiteRepo } from '../support/site.ts';
-import {
-  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, serviceContents, serviceImage, uniqueName, waitForContent,
-} from '../support/swarm.ts';
+import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
+import type { TestRegistry } from '../support/registry.ts';
+import { exitingContainerFiles, failingBuildFiles, git, siteFiles, type SiteRepo } from '../support/site.ts';
+import { serviceContents, serviceImage, waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/site';
 
@@ -24,7 +20,6 @@ const REPO = 'acme/site';
 describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
   let registry: TestRegistry;
   let repo: SiteRepo;
-  let network: string;
   let service: string;
   let imageRepo: string;
   let config: Config;
@@ -32,22 +27,18 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
   let url: string;
   let servedB = '';
 
+  let world: World;
+
   beforeAll(async () => {
-    await cleanupLeftovers();
-    registry = await startRegistry({ auth: true });
-    repo = await createSiteRepo();
-    network = uniqueName('e2e-net');
-    service = uniqueName('e2e-www');
-    imageRepo = uniqueName('e2e-site');
-    await createTestNetwork(network);
-    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
-    await createTestService({ name: service, image: seed.ref, network, registry });
+    world = await createWorld({ name: 'e2e', services: ['e2e-www'] });
+    ({ registry, repo, imageRepo } = world);
+    service = world.services[0]!;
     await waitForContent(service, 'seed\n', 30_000);
     config = testConfig({
-      registry: { host: registry.host, username: registry.username, password: registry.password },
+      registry: world.registryConfig,
       pipelines: [
-        { name: 'site', repo: REPO, url: repo.url, branch: 'main', image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '2s', timeout: '90s' } },
-        { name: 'ghost', repo: REPO, url: repo.url, branch: 'ghost', image: `${registry.host}/${imageRepo}`, tag: 'ghost', services: [`${service}-missing`] },
+        { name: 'site', repo: REPO, url: repo.url, branch: 'main', image: world.image, tag: 'live', services: [service], deploy: { monitor: '2s', timeout: '90s' } },
+        { name: 'ghost', repo: REPO, url: repo.url, branch: 'ghost', image: world.image, tag: 'ghost', services: [`${service}-missing`] },
       ],
     });
     daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
@@ -56,17 +47,8 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
 
   afterAll(async () => {
     await daemon?.close();
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-    }
-    await redis.del(`${config.redisPrefix}:events`);
-    redis.disconnect();
-    await removeTestResources([service, network]).catch(() => undefined);
-    await registry?.stop();
-    await repo?.cleanup();
+    if (config) await disposeQueues(config);
+    await world?.dispose();
   });
 
   async function pushAndRun(files: Record<string, string | null>, message: string): Promise<{ sha: string; run: any }> {

@@ -1,24 +1,19 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
-import { startRegistry, type TestRegistry } from '../support/registry.ts';
-import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
-import {
-  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, dockerCli, removeTestResources, serviceImage, uniqueName, waitForContent,
-} from '../support/swarm.ts';
+import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
+import type { TestRegistry } from '../support/registry.ts';
+import { siteFiles, type SiteRepo } from '../support/site.ts';
+import { dockerCli, serviceImage, uniqueName, waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/drift';
 
 describe('drift and ownership (real swarm)', () => {
   let registry: TestRegistry;
   let repo: SiteRepo;
-  let network: string;
   let service: string;
   let seedRef: string;
   const configs: Config[] = [];
@@ -33,35 +28,21 @@ describe('drift and ownership (real swarm)', () => {
       pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '60s' } }],
     });
 
+  let world: World;
+
   beforeAll(async () => {
-    await cleanupLeftovers();
-    registry = await startRegistry({ auth: true });
-    repo = await createSiteRepo();
-    network = uniqueName('d-net');
-    service = uniqueName('d-www');
-    const imageRepo = uniqueName('d-site');
-    await createTestNetwork(network);
-    seedRef = (await buildAndPushSeed(registry, imageRepo, 'seed\n')).ref;
-    await createTestService({ name: service, image: seedRef, network, registry });
-    configs.push(configFor('deployer-one', '1s', imageRepo));
+    world = await createWorld({ name: 'd', services: ['d-www'] });
+    ({ registry, repo, seedRef } = world);
+    service = world.services[0]!;
+    configs.push(configFor('deployer-one', '1s', world.imageRepo));
     daemons.push(await startDaemon(configs[0]!, { http: true, worker: true, port: 0 }));
     url = daemons[0]!.url!;
   });
 
   afterAll(async () => {
     for (const d of daemons) await d.close();
-    const redis = new Redis(configs[0]!.redisUrl, { maxRetriesPerRequest: null });
-    for (const c of configs) {
-      const q = new Queue(queueName('site'), { connection: redis, prefix: c.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-      const keys = await redis.keys(`${c.redisPrefix}:*`);
-      if (keys.length) await redis.del(...keys);
-    }
-    redis.disconnect();
-    await removeTestResources([service, network]).catch(() => undefined);
-    await registry?.stop();
-    await repo?.cleanup();
+    for (const c of configs) await disposeQueues(c);
+    await world?.dispose();
   });
 
   const deploy = async (baseUrl: string, content: string) => {

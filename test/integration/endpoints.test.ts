@@ -5,19 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:tls';
 import { promisify } from 'node:util';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { waitForRun } from '../helpers/runs.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
 import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
 import { buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, serviceImage, uniqueName, waitForContent } from '../support/swarm.ts';
+import { disposeQueues } from '../helpers/world.ts';
 
 const run = promisify(execFile);
 
@@ -95,11 +93,7 @@ describe('a service on another Docker endpoint (tcp:// + TLS)', () => {
 
   afterAll(async () => {
     await daemon?.close();
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
-    await q.obliterate({ force: true }).catch(() => undefined);
-    await q.close();
-    redis.disconnect();
+    await disposeQueues(config);
     proxy?.close();
     await removeTestResources([services.local, services.remote, network]).catch(() => undefined);
     await registry?.stop();

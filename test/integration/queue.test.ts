@@ -1,55 +1,43 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { containersWith, slowBuildFiles } from '../helpers/site-stage.ts';
-import { startRegistry, type TestRegistry } from '../support/registry.ts';
-import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
-import {
-  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, uniqueName, waitForContent,
-} from '../support/swarm.ts';
+import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
+import { git, siteFiles, type SiteRepo } from '../support/site.ts';
+import { waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/queue-site';
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 /** The queue's promises on the real engine: latest push wins, cancel stops real work, stage timeouts. */
 describe('run queue (real Redis, git, Docker, swarm)', () => {
-  let registry: TestRegistry;
   let repo: SiteRepo;
-  let network: string;
   let service: string;
-  let imageRepo: string;
   let config: Config;
   let daemon: Daemon;
   let url: string;
 
+  let world: World;
+
   beforeAll(async () => {
-    await cleanupLeftovers();
-    registry = await startRegistry({ auth: true });
-    repo = await createSiteRepo();
-    network = uniqueName('q-net');
-    service = uniqueName('q-www');
-    imageRepo = uniqueName('q-site');
-    await createTestNetwork(network);
-    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
-    await createTestService({ name: service, image: seed.ref, network, registry });
+    world = await createWorld({ name: 'q', services: ['q-www'] });
+    ({ repo } = world);
+    service = world.services[0]!;
+    const image = world.image;
     config = testConfig({
-      registry: { host: registry.host, username: registry.username, password: registry.password },
+      registry: world.registryConfig,
       pipelines: [
-        { name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '90s' } },
-        { name: 'polled', repo: REPO, url: repo.url, branch: 'polled', image: `${registry.host}/${imageRepo}`, tag: 'polled', services: [], poll: '1s' },
-        { name: 'impatient', repo: REPO, url: repo.url, branch: 'impatient', image: `${registry.host}/${imageRepo}`, tag: 'impatient', services: [], cancelSuperseded: true },
-        { name: 'quick-timeout', repo: REPO, url: repo.url, branch: 'timeout', image: `${registry.host}/${imageRepo}`, tag: 'timeout', services: [], timeouts: { build: '2s' } },
+        { name: 'site', repo: REPO, url: repo.url, image, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '90s' } },
+        { name: 'polled', repo: REPO, url: repo.url, branch: 'polled', image, tag: 'polled', services: [], poll: '1s' },
+        { name: 'impatient', repo: REPO, url: repo.url, branch: 'impatient', image, tag: 'impatient', services: [], cancelSuperseded: true },
+        { name: 'quick-timeout', repo: REPO, url: repo.url, branch: 'timeout', image, tag: 'timeout', services: [], timeouts: { build: '2s' } },
       ],
     });
     // The polled branch must exist before the poller's first look.
     await repo.commit(siteFiles('polled base\n'), 'polled base');
-    const { git } = await import('../support/site.ts');
     await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/polled'], repo.workDir);
     daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
     url = daemon.url!;
@@ -57,18 +45,8 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
 
   afterAll(async () => {
     await daemon?.close();
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-    }
-    const keys = await redis.keys(`${config.redisPrefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-    await removeTestResources([service, network]).catch(() => undefined);
-    await registry?.stop();
-    await repo?.cleanup();
+    if (config) await disposeQueues(config);
+    await world?.dispose();
   });
 
   const push = async (sha: string, branch = 'main') => {
@@ -162,7 +140,6 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
   it('fails a stage that exceeds its hard timeout with "timed out"', async () => {
     const { files } = slowBuildFiles('too slow\n', 30);
     const sha = await repo.commit(files, 'too slow');
-    const { git } = await import('../support/site.ts');
     await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/timeout'], repo.workDir);
     const run = await waitForRun(url, await push(sha, 'timeout'), 60_000);
     expect(run.status).toBe('failed');
@@ -170,7 +147,6 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
   });
 
   it('deploys a commit whose webhook never came (poll), and "Check now" queues or reports up to date', async () => {
-    const { git } = await import('../support/site.ts');
     const sha = await repo.commit(siteFiles('missed webhook\n'), 'missed webhook');
     await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/polled'], repo.workDir);
     const deadline = Date.now() + 30_000;
@@ -198,7 +174,6 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
   });
 
   it('cancelSuperseded: a newer push stops a run still building; it ends superseded with a link', async () => {
-    const { git } = await import('../support/site.ts');
     const slow = slowBuildFiles('old\n', 60);
     const oldSha = await repo.commit(slow.files, 'old slow');
     await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/impatient'], repo.workDir);

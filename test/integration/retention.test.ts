@@ -2,12 +2,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { startDaemon } from '../../src/daemon.ts';
 import { StreamReporter } from '../../src/queue/event-bus.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { openDatabase } from '../../src/store/db.ts';
 import { RunStore } from '../../src/store/run-store.ts';
 import { testConfig } from '../helpers/config.ts';
@@ -16,6 +14,7 @@ import { runLog, waitForRun } from '../helpers/runs.ts';
 import { startRegistry } from '../support/registry.ts';
 import { createSiteRepo, siteFiles } from '../support/site.ts';
 import { uniqueName } from '../support/swarm.ts';
+import { disposeQueues } from '../helpers/world.ts';
 
 const at = () => new Date().toISOString();
 
@@ -96,11 +95,7 @@ describe('bounded logs (real Redis)', () => {
       expect(await runLog(daemon.url!, second.id)).toMatch(/removed 1 old image\(s\) of/);
     } finally {
       await daemon.close();
-      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-      const q = new Queue(queueName('loud'), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-      redis.disconnect();
+      await disposeQueues(config);
       for (const i of await new Docker().listImages({ filters: { reference: [image] } })) await new Docker().getImage(i.Id).remove({ force: true }).catch(() => undefined);
       await registry.stop();
       await repo.cleanup();

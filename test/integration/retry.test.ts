@@ -1,16 +1,14 @@
 import { createServer, request, type Server } from 'node:http';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
 import { createSiteRepo, git, siteFiles, type SiteRepo } from '../support/site.ts';
 import { uniqueName } from '../support/swarm.ts';
+import { disposeQueues } from '../helpers/world.ts';
 
 const REPO = 'acme/retry';
 
@@ -72,13 +70,7 @@ describe('transient failures are retried, permanent ones are not (real registry 
 
   afterAll(async () => {
     await daemon?.close();
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-    }
-    redis.disconnect();
+    await disposeQueues(config);
     flaky?.server.close();
     wrongPw?.server.close();
     await registry?.stop();

@@ -1,45 +1,34 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { waitForRun } from '../helpers/runs.ts';
-import { startRegistry, type TestRegistry } from '../support/registry.ts';
-import { createSiteRepo, siteFiles, type SiteRepo } from '../support/site.ts';
-import {
-  buildAndPushSeed, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, serviceImage, uniqueName, waitForContent,
-} from '../support/swarm.ts';
+import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
+import { siteFiles, type SiteRepo } from '../support/site.ts';
+import { serviceImage, waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/rollback';
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
 
 /** Manual rollback to an exact recorded digest, pausing so the next push cannot undo it. */
 describe('manual rollback, pause and resume (real swarm)', () => {
-  let registry: TestRegistry;
   let repo: SiteRepo;
-  let network: string;
   let service: string;
   let config: Config;
   let daemon: Daemon;
   let url: string;
   const deployed: Record<string, any> = {};
 
+  let world: World;
+
   beforeAll(async () => {
-    await cleanupLeftovers();
-    registry = await startRegistry({ auth: true });
-    repo = await createSiteRepo();
-    network = uniqueName('rb-net');
-    service = uniqueName('rb-www');
-    const imageRepo = uniqueName('rb-site');
-    await createTestNetwork(network);
-    const seed = await buildAndPushSeed(registry, imageRepo, 'seed\n');
-    await createTestService({ name: service, image: seed.ref, network, registry });
+    world = await createWorld({ name: 'rb', services: ['rb-www'] });
+    ({ repo } = world);
+    service = world.services[0]!;
     config = testConfig({
-      registry: { host: registry.host, username: registry.username, password: registry.password },
-      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: `${registry.host}/${imageRepo}`, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '60s' } }],
+      registry: world.registryConfig,
+      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: world.image, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '60s' } }],
     });
     daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
     url = daemon.url!;
@@ -47,16 +36,8 @@ describe('manual rollback, pause and resume (real swarm)', () => {
 
   afterAll(async () => {
     await daemon?.close();
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
-    await q.obliterate({ force: true }).catch(() => undefined);
-    await q.close();
-    const keys = await redis.keys(`${config.redisPrefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-    await removeTestResources([service, network]).catch(() => undefined);
-    await registry?.stop();
-    await repo?.cleanup();
+    if (config) await disposeQueues(config);
+    await world?.dispose();
   });
 
   const push = async (label: string) => {

@@ -1,18 +1,12 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { testConfig } from '../helpers/config.ts';
-import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort } from '../helpers/process.ts';
-import { runLog, waitForRun } from '../helpers/runs.ts';
-import { startRegistry, type TestRegistry } from '../support/registry.ts';
-import { createSiteRepo, git, siteFiles, type SiteRepo } from '../support/site.ts';
-import {
-  buildAndPush, cleanupLeftovers, createTestNetwork, createTestService, dockerCli, removeTestResources, serviceContents, serviceImage, uniqueName, waitForContent,
-} from '../support/swarm.ts';
+import { runLog } from '../helpers/runs.ts';
+import { createWorld, deployCommit, disposeQueues, type World } from '../helpers/world.ts';
+import { siteFiles, type SiteRepo } from '../support/site.ts';
+import { dockerCli, removeTestResources, serviceContents, serviceImage, uniqueName, waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/rollout';
 
@@ -22,41 +16,35 @@ const REPO = 'acme/rollout';
  * service in a fleet brings the others back too.
  */
 describe('rollout outcomes on the real swarm', () => {
-  let registry: TestRegistry;
   let repo: SiteRepo;
-  let network: string;
-  let imageRepo: string;
   let seedRef: string;
   let config: Config;
   let daemon: Daemon;
   let url: string;
   const svc = { healthy: '', stuck: '', fleet1: '', fleet2: '' };
 
+  let world: World;
+
   beforeAll(async () => {
-    await cleanupLeftovers();
-    registry = await startRegistry({ auth: true });
-    repo = await createSiteRepo();
-    network = uniqueName('r-net');
-    imageRepo = uniqueName('r-site');
-    for (const k of Object.keys(svc) as (keyof typeof svc)[]) svc[k] = uniqueName(`r-${k}`);
-    await createTestNetwork(network);
     // The previous version carries a marker file that fleet2's health check requires.
-    seedRef = (await buildAndPush(registry, imageRepo, { ...siteFiles('previous\n'), 'www/old-marker': 'x' })).ref;
-    await Promise.all([
-      createTestService({ name: svc.healthy, image: seedRef, network, registry, healthcheck: true }),
-      createTestService({ name: svc.fleet1, image: seedRef, network, registry }),
-      createTestService({ name: svc.fleet2, image: seedRef, network, registry, healthcheck: 'test -f /www/old-marker || exit 1' }),
-    ]);
+    world = await createWorld({
+      name: 'r',
+      seed: { ...siteFiles('previous\n'), 'www/old-marker': 'x' },
+      services: [{ prefix: 'r-healthy', healthcheck: true }, 'r-fleet1', { prefix: 'r-fleet2', healthcheck: 'test -f /www/old-marker || exit 1' }],
+    });
+    ({ repo, seedRef } = world);
+    [svc.healthy, svc.fleet1, svc.fleet2] = world.services as [string, string, string];
+    svc.stuck = uniqueName('r-stuck');
     // start-first with a host-mode published port on one node: the new task can never start.
     const port = await freePort();
     await dockerCli([
       'service', 'create', '--detach', '--quiet', '--name', svc.stuck, '--with-registry-auth', '--init', '--label', 'deployer.test=1',
       '--publish', `mode=host,target=8080,published=${port}`, '--stop-grace-period', '2s', seedRef,
-    ], { registry });
-    const image = `${registry.host}/${imageRepo}`;
+    ], { registry: world.registry });
+    const image = world.image;
     const fast = { monitor: '2s', timeout: '60s' };
     config = testConfig({
-      registry: { host: registry.host, username: registry.username, password: registry.password },
+      registry: world.registryConfig,
       pipelines: [
         { name: 'healthy', repo: REPO, url: repo.url, branch: 'healthy', image, tag: 'healthy', services: [svc.healthy], deploy: fast },
         { name: 'stuck', repo: REPO, url: repo.url, branch: 'stuck', image, tag: 'stuck', services: [svc.stuck], deploy: { monitor: '1s', timeout: '8s' } },
@@ -70,27 +58,12 @@ describe('rollout outcomes on the real swarm', () => {
 
   afterAll(async () => {
     await daemon?.close();
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-    }
-    const keys = await redis.keys(`${config.redisPrefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-    await removeTestResources([...Object.values(svc), network]).catch(() => undefined);
-    await registry?.stop();
-    await repo?.cleanup();
+    if (config) await disposeQueues(config);
+    await removeTestResources([svc.stuck]).catch(() => undefined);
+    await world?.dispose();
   });
 
-  const deployTo = async (branch: string, files: Record<string, string | null>) => {
-    const sha = await repo.commit(files, branch);
-    await git(['push', '--quiet', '--force', 'origin', `HEAD:refs/heads/${branch}`], repo.workDir);
-    const res = await deliver(url, pushPayload(REPO, branch, sha));
-    expect(res.status).toBe(202);
-    return waitForRun(url, res.body.runs[0], 240_000);
-  };
+  const deployTo = (branch: string, files: Record<string, string | null>) => deployCommit(url, world, REPO, files, branch, branch);
 
   it('a container that runs but fails its health check → rolled_back, previous verified serving', async () => {
     // Serves nothing: httpd on another port, so the health check on 8080 fails.

@@ -1,8 +1,5 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
@@ -11,6 +8,7 @@ import { slowBuildFiles } from '../helpers/site-stage.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
 import { createSiteRepo, git, type SiteRepo } from '../support/site.ts';
 import { uniqueName } from '../support/swarm.ts';
+import { disposeQueues } from '../helpers/world.ts';
 
 const REPO = 'acme/scale';
 
@@ -46,15 +44,7 @@ describe('scale-out: two worker processes and an HTTP-only server', () => {
 
   afterAll(async () => {
     for (const p of procs) await p.kill('SIGTERM');
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
-    }
-    const keys = await redis.keys(`${config.redisPrefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await disposeQueues(config);
     await registry?.stop();
     await repo?.cleanup();
   });

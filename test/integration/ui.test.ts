@@ -1,12 +1,10 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
+import { disposeQueues } from '../helpers/world.ts';
 
 /**
  * The minimal pages in a real browser (Debian's chromium): pipelines, a run page, and
@@ -29,11 +27,7 @@ describe('minimal UI in a real browser', () => {
   afterAll(async () => {
     await browser?.close();
     await daemon?.close();
-    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    const q = new Queue(queueName('site'), { connection: redis, prefix: config.redisPrefix });
-    await q.obliterate({ force: true }).catch(() => undefined);
-    await q.close();
-    redis.disconnect();
+    await disposeQueues(config);
   });
 
   it('shows pipelines and runs, and the Rebuild button asks for the token and queues a run', async () => {

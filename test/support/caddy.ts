@@ -9,30 +9,37 @@
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import Docker from 'dockerode';
 import { freePort } from '../helpers/process.ts';
 import { baseEnv, run, sleep } from './exec.ts';
 import type { TestRegistry } from './registry.ts';
-import { buildAndPushDir, dockerCli, removeTestResources, runningTasks, TEST_LABEL } from './swarm.ts';
+import { buildAndPushDir, dockerCli, removeTestResources, TEST_LABEL } from './swarm.ts';
 import type { PushedImage } from './swarm.ts';
 
 const LABEL_FILTER = `${TEST_LABEL}=1`;
+const docker = new Docker(); // honours DOCKER_HOST=unix://…
 /** Caddy's port inside its container. */
 const CADDY_PORT = 80;
 
 /**
- * What makes a deploy invisible to clients, on top of swarm's own ordering
- * (docs/docker-notes.md, "Zero downtime through Caddy"):
- * - the upstream is the service NAME, not `dynamic a`: Caddy then dials the
- *   name, and Go resolves it on every new connection, so a task leaves the
- *   rotation as soon as swarm drops it from DNS (2 s before its container is
- *   signalled). `dynamic a` caches the A records for `refresh` and would keep
- *   dialling a dead task;
- * - `lb_try_duration` + `lb_try_interval`: with them a request whose dial fails
- *   (refused, or timed out on a vanished IP) is retried, re-resolving the name,
- *   instead of answering 502 at once. `dial_timeout` bounds one attempt so a
- *   retry still fits in the try duration;
- * - `keepalive off` towards the upstream (busybox httpd closes after each
- *   answer anyway): no pooled connection can outlive its task.
+ * `reverse_proxy` options for a proxy that also rides out a moment with NO task
+ * in DNS. Measured on this engine (docs/docker-notes.md, "Zero downtime through
+ * Caddy"; zero-downtime.test.ts):
+ * - keep the upstream the service NAME (never `dynamic a` with its default 1 m
+ *   `refresh`): Caddy dials the name and Go resolves it on every dial, so a task
+ *   leaves the rotation when swarm drops it from DNS, 2 s before signalling it.
+ *   `dynamic a` kept dialling the dead task: 168 failures in 3 updates;
+ * - `lb_try_duration` + `lb_try_interval`: a failed dial (no such host, refused,
+ *   timeout) is retried, re-resolving, instead of answering 502. Not needed for
+ *   start-first deploys (the plain `reverse_proxy www:8080` also had 0 failures),
+ *   but with stop-first it turned ~390 502s per 5 deploys into waits (3.4–3.8 s),
+ *   except the few that waited longer than the try duration;
+ * - `dial_timeout 1s` (default 3 s; it includes the DNS lookup): while no task
+ *   exists, Docker's embedded DNS forwards the name to the host's resolvers, and
+ *   here that lookup often timed out ("i/o timeout"); a short one re-resolves sooner;
+ * - `keepalive off`: no pooled connection can outlive its task's DNS entry. A
+ *   precaution for keep-alive upstreams (OCaml.org's server); busybox httpd sends
+ *   `Connection: close` anyway, so it changes nothing measurable here.
  */
 export const ZERO_DOWNTIME_PROXY = [
   'lb_try_duration 5s',
@@ -44,7 +51,7 @@ export const ZERO_DOWNTIME_PROXY = [
 ];
 
 /**
- * `admin off` (no admin endpoint; also no config autosave), `auto_https off`
+ * `admin off` (no admin endpoint on :2019), `auto_https off`
  * (plain HTTP on :80, no ACME), upstream from the `UPSTREAM` environment
  * variable so one image serves any `www` service name.
  */
@@ -199,11 +206,30 @@ async function waitForAnswer(url: string, timeoutMs: number): Promise<void> {
   throw new Error(`${url} did not answer 200 within ${timeoutMs} ms; last: ${last}`);
 }
 
-/** The Caddy task's own log (proxy errors), for a failure message. */
+/**
+ * The last lines Caddy's task wrote (it logs JSON to stderr, which the CLI's
+ * `service logs` passes to its own stderr: read through the API instead), for
+ * a failure message.
+ */
 export async function caddyLogs(name: string, tail = 40): Promise<string> {
-  const tasks = await runningTasks(name).catch(() => []);
-  const out = await dockerCli(['service', 'logs', '--raw', '--tail', String(tail), name]).catch((e: Error) => e.message);
-  return `${tasks.length} running task(s)\n${out}`;
+  try {
+    const raw = (await docker.getService(name).logs({ stdout: true, stderr: true, tail, follow: false })) as unknown as Buffer;
+    return demux(raw);
+  } catch (err) {
+    return `(no logs for ${name}: ${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
+/** Docker's multiplexed log stream: frames of [stream, 0, 0, 0, size (u32 BE)] + payload. */
+function demux(buf: Buffer): string {
+  let out = '';
+  let i = 0;
+  while (i + 8 <= buf.length) {
+    const size = buf.readUInt32BE(i + 4);
+    out += buf.subarray(i + 8, i + 8 + size).toString('utf8');
+    i += 8 + size;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -240,8 +266,11 @@ export interface LoadResult {
 }
 
 export interface Load {
-  /** Resolves once the latest `streak` answers in a row were all `body`. */
-  waitForStreak(body: string, streak: number, timeoutMs: number): Promise<void>;
+  /**
+   * Resolves once the latest `streak` answers in a row were all `body`, with
+   * the epoch ms at which that was seen.
+   */
+  waitForStreak(body: string, streak: number, timeoutMs: number): Promise<number>;
   /** Ends the loop (after in-flight requests) and returns the tally. */
   stop(): Promise<LoadResult>;
   snapshot(): { total: number; failed: number };
@@ -342,8 +371,9 @@ export function startLoad(opts: LoadOptions): Load {
             `the proxy did not answer ${JSON.stringify(body)} ${want} times in a row within ${waitMs} ms; last ${JSON.stringify(lastBody)} x${streak}`,
           );
         }
-        await sleep(50);
+        await sleep(20);
       }
+      return Date.now();
     },
     async stop() {
       ended ||= 'stopped';

@@ -181,8 +181,10 @@ export interface TaskJson {
 export async function runningTasks(serviceName: string): Promise<TaskJson[]> {
   // The `service` filter resolves an exact name (listServices' name filter is a prefix match).
   const tasks = (await docker.listTasks({ filters: { service: [serviceName] } })) as TaskJson[];
+  // A task being shut down is already out of service DNS (swarm removes it 2 s before
+  // stopping it), so clients no longer reach it: it is not "serving".
   return tasks
-    .filter((t) => t.Status.State === 'running')
+    .filter((t) => t.Status.State === 'running' && t.DesiredState === 'running')
     .sort((a, b) => (a.Slot ?? 0) - (b.Slot ?? 0) || a.ID.localeCompare(b.ID));
 }
 
