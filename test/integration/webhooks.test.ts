@@ -6,6 +6,7 @@ import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { queueName } from '../../src/queue/run-queue.ts';
 import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
 import { deliver, example, pushPayload } from '../helpers/github.ts';
+import { disposeQueues } from '../helpers/world.ts';
 
 const REPO = 'Codertocat/Hello-World';
 const sha = (c: string) => c.repeat(40);
@@ -206,6 +207,25 @@ describe('when Redis is unreachable', () => {
       expect((await health.json()).failing).toEqual(['redis']);
     } finally {
       await daemon.close();
+    }
+  });
+});
+
+describe('when the store cannot record', () => {
+  it('answers 503 (so GitHub redelivers) instead of accepting a push it would lose', async () => {
+    const config = testConfig({ pipelines: [{ name: 'site', repo: REPO, image: '127.0.0.1:5999/site' }] });
+    const daemon = await startDaemon(config, { http: true, worker: false, port: 0 });
+    try {
+      daemon.store!.db.close(); // the database is gone (disk failure, file removed under us)
+      const res = await deliver(daemon.url!, pushPayload(REPO, 'main', sha('a')));
+      expect(res.status).toBe(503);
+      expect(res.body.error).toMatch(/could not record/);
+      const health = await fetch(`${daemon.url}/healthz`);
+      expect(health.status).toBe(503);
+      expect((await health.json()).failing).toEqual(['store']);
+    } finally {
+      await daemon.close().catch(() => undefined);
+      await disposeQueues(config);
     }
   });
 });

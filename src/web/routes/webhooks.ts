@@ -1,5 +1,5 @@
 import { Webhooks } from '@octokit/webhooks';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { routeWebhook } from '../../pipeline/routing.ts';
 import { QueueUnavailable } from '../../queue/scheduler.ts';
 import type { AppDeps } from '../app.ts';
@@ -41,17 +41,21 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
       return reply.code(400).send({ error: 'body is not valid JSON' });
     }
 
-    // No await between looking up the delivery and recording it: no duplicate can slip in.
-    const known = deps.store.findDelivery(delivery);
-    if (known) return reply.code(202).send(known);
     const decision = routeWebhook(event, payload, deps.config.pipelines);
-    if (decision.kind === 'ping') {
-      deps.store.recordDelivery(delivery, event, { ignored: 'ping' });
-      return reply.code(200).send({ ok: true });
-    }
-    if (decision.kind === 'ignore') {
-      deps.store.recordDelivery(delivery, event, { ignored: decision.reason });
-      return reply.code(202).send({ ignored: decision.reason });
+    try {
+      // No await between looking up the delivery and recording it: no duplicate can slip in.
+      const known = deps.store.findDelivery(delivery);
+      if (known) return reply.code(202).send(known);
+      if (decision.kind === 'ping') {
+        deps.store.recordDelivery(delivery, event, { ignored: 'ping' });
+        return reply.code(200).send({ ok: true });
+      }
+      if (decision.kind === 'ignore') {
+        deps.store.recordDelivery(delivery, event, { ignored: decision.reason });
+        return reply.code(202).send({ ignored: decision.reason });
+      }
+    } catch (err) {
+      return storeUnavailable(req, reply, err, delivery);
     }
     let runs;
     try {
@@ -68,13 +72,19 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
       );
     } catch (err) {
       // Not queued means not accepted: nothing is kept, so GitHub's redelivery starts afresh.
-      if (!(err instanceof QueueUnavailable)) throw err;
+      if (!(err instanceof QueueUnavailable)) return storeUnavailable(req, reply, err, delivery);
       req.log.error({ err: { message: err.message }, delivery }, 'could not enqueue runs');
       return reply.code(503).send({ error: 'queue unavailable; retry later' });
     }
     req.log.info({ delivery, runs: runs.map((r) => r.id), commit: decision.push.after }, 'push accepted');
     return reply.code(202).send({ runs: runs.map((r) => r.id) });
   });
+}
+
+/** A push that cannot be recorded is not accepted: 503 makes GitHub deliver it again. */
+function storeUnavailable(req: FastifyRequest, reply: FastifyReply, err: unknown, delivery: string) {
+  req.log.error({ err: { message: (err as Error).message }, delivery }, 'could not record the delivery');
+  return reply.code(503).send({ error: 'could not record the delivery; retry later' });
 }
 
 function header(value: string | string[] | undefined): string | undefined {
