@@ -106,6 +106,18 @@ export class Scheduler {
     return newest;
   }
 
+  /** Deploys one run held by a pause, by hand; the pipeline stays paused. */
+  async startHeld(runId: string): Promise<{ run: RunView } | { error: string; status: 404 | 409 }> {
+    const run = this.#store.getRun(runId);
+    if (!run) return { error: `no run "${runId}"`, status: 404 };
+    if (run.status !== 'queued' || (await this.#queues.jobState(run.pipeline, run.id)).state !== 'missing') {
+      return { error: `run ${runId} is not waiting on a paused pipeline (status ${run.status})`, status: 409 };
+    }
+    await this.#queues.enqueue(this.#jobOf(run));
+    this.#log.info({ run: run.id, pipeline: run.pipeline }, 'held run started by hand');
+    return { run };
+  }
+
   /**
    * Redeploys a recorded deployment's exact digest (no rebuild) as a run of its own,
    * and pauses the pipeline so the next push does not silently undo it.

@@ -103,6 +103,17 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     const paused = await fetch(`${url}/api/pipelines/site/pause`, { method: 'POST', headers: admin, body: JSON.stringify({ reason: 'freeze for the release' }) });
     expect(paused.status).toBe(200);
     expect((await paused.json()).pause).toMatchObject({ reason: 'freeze for the release', by: 'admin' });
+    // While paused, one held push can be deployed by hand; the pipeline stays paused.
+    const held = await push('F');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await (await fetch(`${url}/api/runs/${held}`)).json()).status).toBe('queued');
+    expect((await fetch(`${url}/api/runs/${held}/start`, { method: 'POST' })).status).toBe(401);
+    const started = await fetch(`${url}/api/runs/${held}/start`, { method: 'POST', headers: { authorization: admin.authorization } });
+    expect(started.status).toBe(202);
+    expect((await waitForRun(url, held)).status).toBe('succeeded');
+    await waitForContent(service, 'F\n', 30_000);
+    expect((await pipeline()).paused).toBe(true);
+    expect((await fetch(`${url}/api/runs/${held}/start`, { method: 'POST', headers: { authorization: admin.authorization } })).status).toBe(409);
     expect((await fetch(`${url}/api/pipelines/site/rollback`, { method: 'POST', headers: admin, body: JSON.stringify({ deployment: 'dnonexistent0000' }) })).status).toBe(409);
     expect((await fetch(`${url}/api/pipelines/site/rollback`, { method: 'POST', headers: admin, body: JSON.stringify({ deployment: 42 }) })).status).toBe(400);
   });

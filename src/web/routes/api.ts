@@ -117,6 +117,17 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
     },
   );
 
+  app.post<{ Params: { id: string } }>('/api/runs/:id/start', { schema: { params: RunParams }, preHandler: admin }, async (req, reply) => {
+    try {
+      const result = await deps.scheduler.startHeld(req.params.id);
+      if ('error' in result) return reply.code(result.status).send({ error: result.error });
+      return reply.code(202).send({ run: result.run.id });
+    } catch (err) {
+      if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
+      throw err;
+    }
+  });
+
   app.post<{ Params: { id: string } }>('/api/runs/:id/cancel', { schema: { params: RunParams }, preHandler: admin }, async (req, reply) => {
     const result = await deps.scheduler.cancel(req.params.id, 'admin');
     switch (result.kind) {
