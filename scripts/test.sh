@@ -10,7 +10,7 @@ scripts/provision.sh
 echo "== typecheck"
 npx tsc --noEmit -p .
 echo "== lint"
-npx oxlint --deny-warnings src test
+npx oxlint --deny-warnings src test bench
 echo "== tests"
 report=.tools/vitest-report.json
 rm -f "$report"

@@ -1,0 +1,10 @@
+// Every scenario of `npm run bench`, in the issue's order.
+import type { Scenario } from '../lib/report.ts';
+import { contextScenario } from './context.ts';
+import { deployOverhead } from './deploy-overhead.ts';
+import { memory } from './memory.ts';
+import { burst, logLatency } from './not-built.ts';
+import { uiScale } from './ui-scale.ts';
+import { webhookIngest } from './webhook-ingest.ts';
+
+export const SCENARIOS: Scenario[] = [deployOverhead, webhookIngest, burst, uiScale, logLatency, memory, contextScenario];
