@@ -37,7 +37,8 @@ export class GitSource implements SourcePort, BranchHeadPort {
         const branchRef = `refs/remotes/origin/${pipeline.branch}`;
         log(`git fetch ${redactUrl(pipeline.url)} ${pipeline.branch}`);
         const started = Date.now();
-        await mg.raw(['fetch', '--quiet', '--no-tags', '--prune', 'origin', `+refs/heads/${pipeline.branch}:${branchRef}`]);
+        // Every git command here prints something: simple-git waits 50 ms after a silent one.
+        await mg.raw(['fetch', '--verbose', '--no-tags', '--prune', 'origin', `+refs/heads/${pipeline.branch}:${branchRef}`]);
         let commit = req.commit;
         if (commit === null) {
           commit = (await mg.raw(['rev-parse', '--verify', `${branchRef}^{commit}`])).trim();
@@ -45,7 +46,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
         } else if (!(await hasCommit(mg, commit))) {
           // A push can be followed by a force-push before we fetch: ask for the commit itself.
           log(`commit ${commit} is no longer on ${pipeline.branch}; fetching it directly`);
-          await mg.raw(['fetch', '--quiet', '--no-tags', 'origin', commit]).catch((err) => {
+          await mg.raw(['fetch', '--verbose', '--no-tags', 'origin', commit]).catch((err) => {
             throw new DeployerError('git_failed', `commit ${commit} cannot be fetched from ${redactUrl(pipeline.url)}: ${firstLine(err)}`);
           });
         }
@@ -59,7 +60,8 @@ export class GitSource implements SourcePort, BranchHeadPort {
         log(`checked out ${commit.slice(0, 12)} "${subject}" (${files.length} files)`);
         const cleanup = async () => {
           await rm(dir, { recursive: true, force: true });
-          await createGit({ baseDir: mirror }).raw(['worktree', 'prune']).catch(() => undefined);
+          // Prints the worktree it removes (never silent: see the fetch comment).
+          await createGit({ baseDir: mirror }).raw(['worktree', 'prune', '--verbose', '--expire', 'now']).catch(() => undefined);
         };
         return { commit, subject, author, dir, files, cleanup };
       } catch (err) {
@@ -101,16 +103,15 @@ async function ensureMirror(mirror: string, url: string, git: ReturnType<typeof 
   if (!exists) {
     await git.raw(['init', '--quiet', '--bare']);
     await git.raw(['remote', 'add', 'origin', url]);
-  } else {
-    // The configured URL may have changed since the mirror was made.
+  } else if ((await git.raw(['remote', 'get-url', 'origin'])).trim() !== url) {
+    // The configured URL changed since the mirror was made.
     await git.raw(['remote', 'set-url', 'origin', url]);
   }
 }
 
 async function hasCommit(git: ReturnType<typeof createGit>, sha: string): Promise<boolean> {
   try {
-    await git.raw(['cat-file', '-e', `${sha}^{commit}`]);
-    return true;
+    return (await git.raw(['cat-file', '-t', sha])).trim() === 'commit';
   } catch {
     return false;
   }
@@ -124,6 +125,8 @@ export function redactUrl(url: string): string {
   return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1');
 }
 
+/** git's reason: its `fatal:`/`error:` line when there is one (verbose output comes first). */
 function firstLine(err: unknown): string {
-  return errorMessage(err).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('hint:'))[0] ?? 'failed';
+  const lines = errorMessage(err).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('hint:'));
+  return lines.find((l) => /^(fatal|error):/.test(l)) ?? lines[0] ?? 'failed';
 }

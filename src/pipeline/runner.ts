@@ -229,15 +229,8 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
         clearTimeout(timer);
       }
     }
-  } finally {
-    if (checkout) {
-      await checkout.cleanup().catch((err) => logTo(null)(`warning: could not remove work tree: ${errorMessage(err)}`));
-    }
-  }
-  if (outcome.status === 'succeeded' && !job.image) {
-    // Old builds of this pipeline would fill the build host's disk otherwise.
-    const removed = await ports.builder.prune(pipeline.image, pipeline.retention.images).catch(() => 0);
-    if (removed > 0) logTo(null)(`removed ${removed} old image(s) of ${pipeline.image} from the build host (keeping ${pipeline.retention.images})`);
+  } catch (err) {
+    outcome = { status: 'failed', error: oneLine(errorMessage(err)) };
   }
   if (outcome.status === 'parked') {
     report.emit({ type: 'run.parked', runId, at: now(), reason: outcome.error ?? 'shutdown' });
@@ -250,6 +243,14 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
     });
   }
   await report.flush();
+  // Housekeeping once the outcome is out, so it never delays what people wait for.
+  if (checkout) await checkout.cleanup().catch((err) => logTo(null)(`warning: could not remove work tree: ${errorMessage(err)}`));
+  if (outcome.status === 'succeeded' && !job.image) {
+    // Old builds of this pipeline would fill the build host's disk otherwise.
+    const removed = await ports.builder.prune(pipeline.image, pipeline.retention.images).catch(() => 0);
+    if (removed > 0) logTo(null)(`removed ${removed} old image(s) of ${pipeline.image} from the build host (keeping ${pipeline.retention.images})`);
+  }
+  await report.flush().catch(() => undefined);
   return outcome;
 }
 

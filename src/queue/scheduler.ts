@@ -72,10 +72,9 @@ export class Scheduler {
 
   async #supersedeOlder(run: RunView): Promise<void> {
     // Run ids sort by creation time (src/store/ids.ts).
-    const older = this.#store.queuedRuns(run.pipeline).filter((r) => r.id < run.id);
-    for (const q of older) {
-      if (await this.#queues.removeWaiting(q.pipeline, q.id)) {
-        this.#store.finish(q.id, 'superseded', `superseded by ${run.id}`, run.id);
+    for (const id of this.#store.queuedRunIdsBefore(run.pipeline, run.id)) {
+      if (await this.#queues.removeWaiting(run.pipeline, id)) {
+        this.#store.finish(id, 'superseded', `superseded by ${run.id}`, run.id);
       }
     }
     const pipeline = this.#config.pipelines.find((p) => p.name === run.pipeline);

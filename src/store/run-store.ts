@@ -1,4 +1,4 @@
-import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import type { RunEvent } from '../pipeline/events.ts';
 import { canTransitionRun, canTransitionStage, STAGE_NAMES, type RunStatus, type StageName, type StageStatus, type Trigger } from '../pipeline/states.ts';
 import { transaction } from './db.ts';
@@ -105,8 +105,19 @@ interface RunRow {
  */
 export class RunStore {
   readonly #db: DatabaseSync;
+  /** Prepared once per SQL text: preparing costs more than most of these queries. */
+  readonly #statements = new Map<string, StatementSync>();
   constructor(db: DatabaseSync) {
     this.#db = db;
+  }
+
+  #sql(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
   }
 
   get db(): DatabaseSync {
@@ -117,11 +128,11 @@ export class RunStore {
   createRuns(runs: NewRun[], delivery?: { id: string; event: string }): RunView[] {
     const now = new Date().toISOString();
     const ids = transaction(this.#db, () => {
-      const insertRun = this.#db.prepare(
+      const insertRun = this.#sql(
         `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at)
          VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
       );
-      const insertStage = this.#db.prepare(`INSERT INTO stages (run_id, position, name, status) VALUES (?, ?, ?, 'pending')`);
+      const insertStage = this.#sql(`INSERT INTO stages (run_id, position, name, status) VALUES (?, ?, ?, 'pending')`);
       const created: string[] = [];
       for (const r of runs) {
         const id = newId('r');
@@ -140,24 +151,24 @@ export class RunStore {
   }
 
   #recordDelivery(id: string, event: string, outcome: DeliveryOutcome, at: string): void {
-    this.#db.prepare('INSERT OR IGNORE INTO deliveries (id, event, received_at, outcome) VALUES (?, ?, ?, ?)').run(id, event, at, JSON.stringify(outcome));
+    this.#sql('INSERT OR IGNORE INTO deliveries (id, event, received_at, outcome) VALUES (?, ?, ?, ?)').run(id, event, at, JSON.stringify(outcome));
   }
 
   findDelivery(id: string): DeliveryOutcome | undefined {
-    const row = this.#db.prepare('SELECT outcome FROM deliveries WHERE id = ?').get(id) as { outcome: string } | undefined;
+    const row = this.#sql('SELECT outcome FROM deliveries WHERE id = ?').get(id) as { outcome: string } | undefined;
     return row ? (JSON.parse(row.outcome) as DeliveryOutcome) : undefined;
   }
 
   /** Undoes createRuns when the runs could not be queued, so a redelivery starts afresh. */
   forgetRuns(ids: string[], deliveryId?: string): void {
     transaction(this.#db, () => {
-      for (const id of ids) this.#db.prepare('DELETE FROM runs WHERE id = ?').run(id);
-      if (deliveryId) this.#db.prepare('DELETE FROM deliveries WHERE id = ?').run(deliveryId);
+      for (const id of ids) this.#sql('DELETE FROM runs WHERE id = ?').run(id);
+      if (deliveryId) this.#sql('DELETE FROM deliveries WHERE id = ?').run(deliveryId);
     });
   }
 
   getRun(id: string): RunView | undefined {
-    const row = this.#db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    const row = this.#sql('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
     return row ? this.#view(row) : undefined;
   }
 
@@ -165,8 +176,8 @@ export class RunStore {
   listRuns(pipeline: string, limit: number, before?: number): { runs: RunView[]; next: number | null } {
     const rows = (
       before === undefined
-        ? this.#db.prepare('SELECT * FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT ?').all(pipeline, limit + 1)
-        : this.#db.prepare('SELECT * FROM runs WHERE pipeline = ? AND seq < ? ORDER BY seq DESC LIMIT ?').all(pipeline, before, limit + 1)
+        ? this.#sql('SELECT * FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT ?').all(pipeline, limit + 1)
+        : this.#sql('SELECT * FROM runs WHERE pipeline = ? AND seq < ? ORDER BY seq DESC LIMIT ?').all(pipeline, before, limit + 1)
     ) as unknown as RunRow[];
     const more = rows.length > limit;
     const page = rows.slice(0, limit);
@@ -174,39 +185,58 @@ export class RunStore {
   }
 
   lastRun(pipeline: string): RunView | undefined {
-    const row = this.#db.prepare('SELECT * FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT 1').get(pipeline) as RunRow | undefined;
+    const row = this.#sql('SELECT * FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT 1').get(pipeline) as RunRow | undefined;
     return row ? this.#view(row) : undefined;
   }
 
   runsWithStatus(statuses: RunStatus[]): RunView[] {
-    const rows = this.#db
-      .prepare(`SELECT * FROM runs WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY seq`)
+    const rows = this.#sql(`SELECT * FROM runs WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY seq`)
       .all(...statuses) as unknown as RunRow[];
     return rows.map((r) => this.#view(r));
   }
 
   /** The deployment currently serving (latest, on any of the pipeline's services). */
   currentDeployment(pipeline: string): DeploymentView | undefined {
-    const row = this.#db
-      .prepare('SELECT * FROM deployments WHERE pipeline = ? AND replaced_at IS NULL ORDER BY seq DESC LIMIT 1')
+    const row = this.#sql('SELECT * FROM deployments WHERE pipeline = ? AND replaced_at IS NULL ORDER BY seq DESC LIMIT 1')
       .get(pipeline) as Record<string, string> | undefined;
     return row ? deploymentView(row) : undefined;
   }
 
   /** What each service of the pipeline runs according to our records. */
   currentDeployments(pipeline: string): DeploymentView[] {
-    const rows = this.#db.prepare('SELECT * FROM deployments WHERE pipeline = ? AND replaced_at IS NULL ORDER BY seq').all(pipeline) as Record<string, string>[];
+    const rows = this.#sql('SELECT * FROM deployments WHERE pipeline = ? AND replaced_at IS NULL ORDER BY seq').all(pipeline) as Record<string, string>[];
     return rows.map(deploymentView);
   }
 
   deployments(pipeline: string, limit = 100): DeploymentView[] {
-    const rows = this.#db.prepare('SELECT * FROM deployments WHERE pipeline = ? ORDER BY seq DESC LIMIT ?').all(pipeline, limit) as Record<string, string>[];
+    const rows = this.#sql('SELECT * FROM deployments WHERE pipeline = ? ORDER BY seq DESC LIMIT ?').all(pipeline, limit) as Record<string, string>[];
     return rows.map(deploymentView);
+  }
+
+  /** The last `maxLines` lines of a run's log (read from the end), and how many lines it has. */
+  logTail(runId: string, maxLines: number): { text: string; totalLines: number; shownLines: number } {
+    const total = (this.#sql('SELECT COALESCE(SUM(lines), 0) AS n FROM log_chunks WHERE run_id = ?').get(runId) as { n: number }).n;
+    const parts: string[] = [];
+    let shown = 0;
+    for (const row of this.#sql('SELECT lines, text FROM log_chunks WHERE run_id = ? ORDER BY seq DESC').iterate(runId) as Iterable<{ lines: number; text: string }>) {
+      if (shown + row.lines > maxLines) {
+        const keep = maxLines - shown;
+        if (keep > 0) {
+          const lines = row.text.split('\n');
+          parts.push(`${lines.slice(lines.length - 1 - keep, lines.length - 1).join('\n')}\n`);
+          shown += keep;
+        }
+        break;
+      }
+      parts.push(row.text);
+      shown += row.lines;
+    }
+    return { text: parts.reverse().join(''), totalLines: total, shownLines: shown };
   }
 
   /** The whole log, chunk by chunk, without loading it all at once. */
   *logChunks(runId: string): Generator<string> {
-    const stmt = this.#db.prepare('SELECT text FROM log_chunks WHERE run_id = ? ORDER BY seq');
+    const stmt = this.#sql('SELECT text FROM log_chunks WHERE run_id = ? ORDER BY seq');
     for (const row of stmt.iterate(runId) as Iterable<{ text: string }>) yield row.text;
   }
 
@@ -217,19 +247,19 @@ export class RunStore {
   apply(e: RunEvent): boolean {
     switch (e.type) {
       case 'run.started': {
-        const row = this.#db.prepare('SELECT status, attempts FROM runs WHERE id = ?').get(e.runId) as { status: RunStatus; attempts: number } | undefined;
+        const row = this.#sql('SELECT status, attempts FROM runs WHERE id = ?').get(e.runId) as { status: RunStatus; attempts: number } | undefined;
         if (!row) return false;
         if (row.status === 'running' && e.attempt > row.attempts) {
           // The previous attempt's worker died mid-run: this attempt starts over.
           transaction(this.#db, () => {
             this.#resetStages(e.runId);
-            this.#db.prepare('UPDATE runs SET attempts = ?, worker = ? WHERE id = ?').run(e.attempt, e.worker, e.runId);
+            this.#sql('UPDATE runs SET attempts = ?, worker = ? WHERE id = ?').run(e.attempt, e.worker, e.runId);
             this.appendLog(e.runId, null, e.at, [`attempt ${e.attempt} on ${e.worker}: the previous attempt was interrupted; starting over`]);
           });
           return true;
         }
         if (row.status !== 'queued') return false;
-        this.#db.prepare('UPDATE runs SET attempts = ? WHERE id = ?').run(Math.max(e.attempt - 1, row.attempts), e.runId);
+        this.#sql('UPDATE runs SET attempts = ? WHERE id = ?').run(Math.max(e.attempt - 1, row.attempts), e.runId);
         return this.#transitionRun(e.runId, 'running', { started_at: e.at, worker: e.worker }, true);
       }
       case 'run.parked': {
@@ -243,8 +273,7 @@ export class RunStore {
       case 'run.finished':
         return this.#transitionRun(e.runId, e.status, { finished_at: e.at, error: e.error ?? null, ...(e.supersededBy ? { superseded_by: e.supersededBy } : {}) });
       case 'run.commit':
-        this.#db
-          .prepare('UPDATE runs SET commit_sha = ?, commit_subject = ?, commit_author = ? WHERE id = ? AND (commit_sha IS NULL OR commit_sha = ?)')
+        this.#sql('UPDATE runs SET commit_sha = ?, commit_subject = ?, commit_author = ? WHERE id = ? AND (commit_sha IS NULL OR commit_sha = ?)')
           .run(e.commit, e.subject, e.author, e.runId, e.commit);
         return true;
       case 'stage.started':
@@ -255,12 +284,11 @@ export class RunStore {
         this.appendLog(e.runId, e.stage, e.at, e.lines);
         return true;
       case 'image':
-        this.#db.prepare('UPDATE runs SET image_ref = ?, image_digest = ? WHERE id = ?').run(e.ref, e.digest, e.runId);
+        this.#sql('UPDATE runs SET image_ref = ?, image_digest = ? WHERE id = ?').run(e.ref, e.digest, e.runId);
         return true;
       case 'service.result': {
         const r = e.result;
-        this.#db
-          .prepare('INSERT INTO service_deploys (run_id, service, outcome, previous_image, final_image, task_errors, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        this.#sql('INSERT INTO service_deploys (run_id, service, outcome, previous_image, final_image, task_errors, message, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
           .run(e.runId, r.service, r.outcome, r.previousImage, r.image, JSON.stringify(r.taskErrors), r.message, e.at);
         return true;
       }
@@ -268,11 +296,9 @@ export class RunStore {
         const run = this.getRun(e.runId);
         if (!run) return false;
         transaction(this.#db, () => {
-          this.#db
-            .prepare('UPDATE deployments SET replaced_at = ? WHERE pipeline = ? AND service = ? AND replaced_at IS NULL')
+          this.#sql('UPDATE deployments SET replaced_at = ? WHERE pipeline = ? AND service = ? AND replaced_at IS NULL')
             .run(e.at, run.pipeline, e.service);
-          this.#db
-            .prepare(
+          this.#sql(
               'INSERT INTO deployments (id, pipeline, service, image_ref, digest, commit_sha, run_id, deployed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
             )
             .run(newId('d'), run.pipeline, e.service, e.image, e.digest, e.commit, e.runId, e.at);
@@ -284,12 +310,17 @@ export class RunStore {
 
   /** Queued runs of a pipeline, oldest first. */
   queuedRuns(pipeline: string): RunView[] {
-    const rows = this.#db.prepare("SELECT * FROM runs WHERE pipeline = ? AND status = 'queued' ORDER BY seq").all(pipeline) as unknown as RunRow[];
+    const rows = this.#sql("SELECT * FROM runs WHERE pipeline = ? AND status = 'queued' ORDER BY seq").all(pipeline) as unknown as RunRow[];
     return rows.map((r) => this.#view(r));
   }
 
+  /** Ids of this pipeline's queued runs created before `beforeId` (ids sort by time). */
+  queuedRunIdsBefore(pipeline: string, beforeId: string): string[] {
+    return (this.#sql("SELECT id FROM runs WHERE pipeline = ? AND status = 'queued' AND id < ? ORDER BY seq").all(pipeline, beforeId) as { id: string }[]).map((r) => r.id);
+  }
+
   activeRuns(pipeline: string): RunView[] {
-    const rows = this.#db.prepare("SELECT * FROM runs WHERE pipeline = ? AND status = 'running' ORDER BY seq").all(pipeline) as unknown as RunRow[];
+    const rows = this.#sql("SELECT * FROM runs WHERE pipeline = ? AND status = 'running' ORDER BY seq").all(pipeline) as unknown as RunRow[];
     return rows.map((r) => this.#view(r));
   }
 
@@ -299,8 +330,7 @@ export class RunStore {
     return transaction(this.#db, () => {
       const ok = this.#transitionRun(id, status, { finished_at: at, error, ...(supersededBy ? { superseded_by: supersededBy } : {}) });
       if (ok) {
-        this.#db
-          .prepare("UPDATE stages SET status = CASE WHEN status = 'running' THEN 'cancelled' ELSE 'skipped' END, finished_at = COALESCE(finished_at, ?) WHERE run_id = ? AND status IN ('pending', 'running')")
+        this.#sql("UPDATE stages SET status = CASE WHEN status = 'running' THEN 'cancelled' ELSE 'skipped' END, finished_at = COALESCE(finished_at, ?) WHERE run_id = ? AND status IN ('pending', 'running')")
           .run(at, id);
       }
       return ok;
@@ -309,7 +339,7 @@ export class RunStore {
 
   /** Statuses of every run of this pipeline for this commit. */
   statusesForCommit(pipeline: string, commit: string): RunStatus[] {
-    const rows = this.#db.prepare('SELECT status FROM runs WHERE pipeline = ? AND commit_sha = ?').all(pipeline, commit) as { status: RunStatus }[];
+    const rows = this.#sql('SELECT status FROM runs WHERE pipeline = ? AND commit_sha = ?').all(pipeline, commit) as { status: RunStatus }[];
     return rows.map((r) => r.status);
   }
 
@@ -321,8 +351,7 @@ export class RunStore {
   prune(pipeline: string, keep: number, maxAgeMs: number): number {
     const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
     return transaction(this.#db, () => {
-      const res = this.#db
-        .prepare(
+      const res = this.#sql(
           `DELETE FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled', 'superseded')
              AND id NOT IN (SELECT run_id FROM deployments WHERE pipeline = ? AND replaced_at IS NULL)
              AND (seq NOT IN (SELECT seq FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT ?) OR created_at < ?)`,
@@ -335,69 +364,66 @@ export class RunStore {
   /** Webhook deliveries are only needed to answer redeliveries, which come within days. */
   pruneDeliveries(maxAgeMs: number): number {
     const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
-    return Number(this.#db.prepare('DELETE FROM deliveries WHERE received_at < ?').run(cutoff).changes);
+    return Number(this.#sql('DELETE FROM deliveries WHERE received_at < ?').run(cutoff).changes);
   }
 
   pause(pipeline: string, reason: string, by: string): void {
-    this.#db
-      .prepare('INSERT INTO pipeline_pauses (pipeline, reason, paused_by, at) VALUES (?, ?, ?, ?) ON CONFLICT (pipeline) DO UPDATE SET reason = excluded.reason, paused_by = excluded.paused_by, at = excluded.at')
+    this.#sql('INSERT INTO pipeline_pauses (pipeline, reason, paused_by, at) VALUES (?, ?, ?, ?) ON CONFLICT (pipeline) DO UPDATE SET reason = excluded.reason, paused_by = excluded.paused_by, at = excluded.at')
       .run(pipeline, reason, by, new Date().toISOString());
   }
 
   resume(pipeline: string): void {
-    this.#db.prepare('DELETE FROM pipeline_pauses WHERE pipeline = ?').run(pipeline);
+    this.#sql('DELETE FROM pipeline_pauses WHERE pipeline = ?').run(pipeline);
   }
 
   pauseOf(pipeline: string): { reason: string; by: string; at: string } | undefined {
-    const row = this.#db.prepare('SELECT reason, paused_by, at FROM pipeline_pauses WHERE pipeline = ?').get(pipeline) as { reason: string; paused_by: string; at: string } | undefined;
+    const row = this.#sql('SELECT reason, paused_by, at FROM pipeline_pauses WHERE pipeline = ?').get(pipeline) as { reason: string; paused_by: string; at: string } | undefined;
     return row ? { reason: row.reason, by: row.paused_by, at: row.at } : undefined;
   }
 
   getDeployment(id: string): DeploymentView | undefined {
-    const row = this.#db.prepare('SELECT * FROM deployments WHERE id = ?').get(id) as Record<string, string> | undefined;
+    const row = this.#sql('SELECT * FROM deployments WHERE id = ?').get(id) as Record<string, string> | undefined;
     return row ? deploymentView(row) : undefined;
   }
 
   requestCancel(id: string, by: string): void {
-    this.#db.prepare('UPDATE runs SET cancel_requested = ? WHERE id = ?').run(by, id);
+    this.#sql('UPDATE runs SET cancel_requested = ? WHERE id = ?').run(by, id);
   }
 
   supersededBy(id: string): string | null {
-    return (this.#db.prepare('SELECT superseded_by FROM runs WHERE id = ?').get(id) as { superseded_by: string | null } | undefined)?.superseded_by ?? null;
+    return (this.#sql('SELECT superseded_by FROM runs WHERE id = ?').get(id) as { superseded_by: string | null } | undefined)?.superseded_by ?? null;
   }
 
   #resetStages(runId: string): void {
-    this.#db.prepare("UPDATE stages SET status = 'pending', started_at = NULL, finished_at = NULL, error = NULL WHERE run_id = ?").run(runId);
+    this.#sql("UPDATE stages SET status = 'pending', started_at = NULL, finished_at = NULL, error = NULL WHERE run_id = ?").run(runId);
   }
 
   appendLog(runId: string, stage: string | null, at: string, lines: string[]): void {
     if (lines.length === 0) return;
-    const next = this.#db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM log_chunks WHERE run_id = ?').get(runId) as { n: number };
-    this.#db
-      .prepare('INSERT INTO log_chunks (run_id, seq, stage, at, lines, text) VALUES (?, ?, ?, ?, ?, ?)')
+    const next = this.#sql('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM log_chunks WHERE run_id = ?').get(runId) as { n: number };
+    this.#sql('INSERT INTO log_chunks (run_id, seq, stage, at, lines, text) VALUES (?, ?, ?, ?, ?, ?)')
       .run(runId, next.n, stage, at, lines.length, `${lines.join('\n')}\n`);
   }
 
   #transitionRun(id: string, to: RunStatus, fields: Record<string, SQLInputValue>, countAttempt = false): boolean {
-    const row = this.#db.prepare('SELECT status FROM runs WHERE id = ?').get(id) as { status: RunStatus } | undefined;
+    const row = this.#sql('SELECT status FROM runs WHERE id = ?').get(id) as { status: RunStatus } | undefined;
     if (!row || !canTransitionRun(row.status, to)) return false;
     const sets = Object.keys(fields).map((k) => `${k} = ?`);
     if (countAttempt) sets.push('attempts = attempts + 1');
-    this.#db.prepare(`UPDATE runs SET status = ?, ${sets.join(', ')} WHERE id = ?`).run(to, ...Object.values(fields), id);
+    this.#sql(`UPDATE runs SET status = ?, ${sets.join(', ')} WHERE id = ?`).run(to, ...Object.values(fields), id);
     return true;
   }
 
   #transitionStage(runId: string, stage: StageName, to: StageStatus, fields: Record<string, SQLInputValue>): boolean {
-    const row = this.#db.prepare('SELECT status FROM stages WHERE run_id = ? AND name = ?').get(runId, stage) as { status: StageStatus } | undefined;
+    const row = this.#sql('SELECT status FROM stages WHERE run_id = ? AND name = ?').get(runId, stage) as { status: StageStatus } | undefined;
     if (!row || !canTransitionStage(row.status, to)) return false;
     const sets = Object.keys(fields).map((k) => `${k} = ?`);
-    this.#db.prepare(`UPDATE stages SET status = ?, ${sets.join(', ')} WHERE run_id = ? AND name = ?`).run(to, ...Object.values(fields), runId, stage);
+    this.#sql(`UPDATE stages SET status = ?, ${sets.join(', ')} WHERE run_id = ? AND name = ?`).run(to, ...Object.values(fields), runId, stage);
     return true;
   }
 
   #view(row: RunRow): RunView {
-    const stages = this.#db
-      .prepare('SELECT name, status, started_at, finished_at, error FROM stages WHERE run_id = ? ORDER BY position')
+    const stages = this.#sql('SELECT name, status, started_at, finished_at, error FROM stages WHERE run_id = ? ORDER BY position')
       .all(row.id) as { name: StageName; status: StageStatus; started_at: string | null; finished_at: string | null; error: string | null }[];
     return {
       id: row.id,
@@ -420,7 +446,7 @@ export class RunStore {
       worker: row.worker,
       targetImage: row.target_image,
       deploys: (
-        this.#db.prepare('SELECT * FROM service_deploys WHERE run_id = ? ORDER BY seq').all(row.id) as Record<string, string>[]
+        this.#sql('SELECT * FROM service_deploys WHERE run_id = ? ORDER BY seq').all(row.id) as Record<string, string>[]
       ).map((d) => ({
         service: d.service!,
         outcome: d.outcome!,

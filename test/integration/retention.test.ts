@@ -28,6 +28,11 @@ describe('retention of runs (real SQLite)', () => {
       store.apply({ type: 'run.finished', runId: id, status: 'succeeded', at: at() });
     }
     store.apply({ type: 'deployed', runId: ids[1]!, service: 's', image: 'r/x:live@sha256:1', digest: 'sha256:1', commit: '1'.repeat(40), at: at() });
+    // The run page shows a tail, read from the end, across chunk boundaries.
+    store.apply({ type: 'log', runId: ids[9]!, stage: 'build', at: at(), lines: ['one', 'two', 'three'] });
+    store.apply({ type: 'log', runId: ids[9]!, stage: 'build', at: at(), lines: ['four', 'five'] });
+    expect(store.logTail(ids[9]!, 3)).toEqual({ text: 'three\nfour\nfive\n', totalLines: 5, shownLines: 3 });
+    expect(store.logTail(ids[9]!, 10)).toEqual({ text: 'one\ntwo\nthree\nfour\nfive\n', totalLines: 5, shownLines: 5 });
     expect(store.prune('p', 3, 86_400_000)).toBe(6);
     const left = new Set(store.listRuns('p', 100).runs.map((r) => r.id));
     // ids[9] is still queued, ids[7..8] are among the newest 3, ids[1] serves.
@@ -90,9 +95,12 @@ describe('bounded logs (real Redis)', () => {
       // A second build: with images: 1 the first build's image leaves the build host.
       const second = await waitForRun(daemon.url!, (await deliver(daemon.url!, pushPayload('acme/loud', 'main', await repo.commit(siteFiles('quiet\n'), 'quiet')))).body.runs[0]);
       expect(second.status).toBe('succeeded');
+      // Pruning happens right after the outcome is reported.
+      const until = Date.now() + 20_000;
+      while (!/removed 1 old image\(s\) of/.test(await runLog(daemon.url!, second.id)) && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+      expect(await runLog(daemon.url!, second.id)).toMatch(/removed 1 old image\(s\) of/);
       const left = await new Docker().listImages({ filters: { reference: [image] } });
       expect(left.flatMap((i) => i.RepoTags ?? []).sort()).toEqual([`${image}:${second.commit}`, `${image}:live`].sort());
-      expect(await runLog(daemon.url!, second.id)).toMatch(/removed 1 old image\(s\) of/);
     } finally {
       await daemon.close();
       await disposeQueues(config);

@@ -16,6 +16,8 @@ async function rebuild(name){
   sessionStorage.setItem('deployerToken',t);const j=await r.json();if(j.run)location.href='/runs/'+j.run;else alert(j.error||r.status)}
 </script>`;
 
+const LOG_TAIL_LINES = 2000;
+
 export async function pageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   app.get('/', async (_req, reply) => {
     const rows = deps.config.pipelines.map((p) => {
@@ -50,7 +52,11 @@ ${(v.drift ?? []).map((d) => `<br><strong class="drift">drift</strong>: ${esc(d.
     const stages = run.stages
       .map((s) => `<tr><td>${esc(s.name)}</td><td>${badge(s.status)}</td><td>${esc(s.startedAt ?? '')}</td><td>${esc(s.finishedAt ?? '')}</td><td>${esc(s.error ?? '')}</td></tr>`)
       .join('');
-    const log = [...deps.store.logChunks(run.id)].join('');
+    // A page shows the end of the log (where failures are); the API streams all of it.
+    const log = deps.store.logTail(run.id, LOG_TAIL_LINES);
+    const logNote = log.totalLines > log.shownLines
+      ? `<p>Showing the last ${log.shownLines} of ${log.totalLines} lines. <a href="/api/runs/${esc(run.id)}/log">Full log</a></p>`
+      : `<p><a href="/api/runs/${esc(run.id)}/log">Plain text</a></p>`;
     const body = `<h1>Run ${esc(run.id)} ${badge(run.status)}</h1>
 <p>Pipeline <a href="/pipelines/${esc(run.pipeline)}">${esc(run.pipeline)}</a> · commit <code>${esc(run.commit ?? 'branch head')}</code> ${esc(run.subject ?? '')} · trigger ${esc(run.trigger)}
 ${run.image ? `<br>image <code>${esc(run.image.ref)}</code>` : ''}${run.error ? `<br><strong>Error:</strong> ${esc(run.error)}` : ''}</p>
@@ -59,7 +65,7 @@ ${run.image ? `<br>image <code>${esc(run.image.ref)}</code>` : ''}${run.error ? 
 ${run.deploys.length ? `<h2>Services</h2><table><tr><th>Service</th><th>Outcome</th><th>Serving at the end</th><th>What happened</th></tr>${run.deploys
       .map((d) => `<tr><td>${esc(d.service)}</td><td>${badge(d.outcome === 'succeeded' ? 'succeeded' : 'failed').replace('>failed<', `>${esc(d.outcome)}<`)}</td><td><code>${esc(d.image ?? '')}</code></td><td>${esc(d.message)}</td></tr>`)
       .join('')}</table>` : ''}
-<h2>Log</h2><pre class="log">${esc(log)}</pre>${rebuildScript}`;
+<h2>Log</h2>${logNote}<pre class="log">${esc(log.text)}</pre>${rebuildScript}`;
     return reply.type('text/html; charset=utf-8').send(layout(`Run ${run.id}`, body, isTerminal(run.status) ? {} : { refreshSeconds: 2 }));
   });
 }

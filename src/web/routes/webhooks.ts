@@ -42,18 +42,14 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
     }
 
     const decision = routeWebhook(event, payload, deps.config.pipelines);
+    // Pings and ignored events are answered from routing alone: a redelivery gets the
+    // same answer without any record (most deliveries are these; keep them cheap).
+    if (decision.kind === 'ping') return reply.code(200).send({ ok: true });
+    if (decision.kind === 'ignore') return reply.code(202).send({ ignored: decision.reason });
     try {
       // No await between looking up the delivery and recording it: no duplicate can slip in.
       const known = deps.store.findDelivery(delivery);
       if (known) return reply.code(202).send(known);
-      if (decision.kind === 'ping') {
-        deps.store.recordDelivery(delivery, event, { ignored: 'ping' });
-        return reply.code(200).send({ ok: true });
-      }
-      if (decision.kind === 'ignore') {
-        deps.store.recordDelivery(delivery, event, { ignored: decision.reason });
-        return reply.code(202).send({ ignored: decision.reason });
-      }
     } catch (err) {
       return storeUnavailable(req, reply, err, delivery);
     }
