@@ -338,8 +338,3 @@ function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
     return true;
   });
 }
-
-/** Credentials for the registry an image lives in, if configured. */
-export function registryFor(config: Config, registryHost: string): RegistryConfig | undefined {
-  return config.registries.find((r) => r.host === registryHost);
-}

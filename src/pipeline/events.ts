@@ -20,7 +20,6 @@ export type RunEvent =
   | { type: 'deployed'; runId: string; service: string; image: string; digest: string; commit: string; at: string }
   | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string; supersededBy?: string };
 
-export type RunEventType = RunEvent['type'];
 
 /** Where a running stage sends its output, one line at a time. */
 export type LineSink = (line: string) => void;

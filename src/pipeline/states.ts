@@ -45,7 +45,3 @@ export function canTransitionStage(from: StageStatus, to: StageStatus): boolean 
 export function isTerminal(status: RunStatus): boolean {
   return runTransitions[status].length === 0;
 }
-
-export function isRunStatus(value: string): value is RunStatus {
-  return (RUN_STATUSES as readonly string[]).includes(value);
-}
