@@ -56,6 +56,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const logger = createLogger(config.logLevel);
+  // A daemon outlives a bug in one of its loops: say it loudly, keep serving.
+  process.on('unhandledRejection', (reason) => logger.error({ err: { message: String((reason as Error)?.stack ?? reason) } }, 'unhandled rejection'));
   const daemon = await startDaemon(config, { http: command === 'serve', worker: command === 'worker' || !values['no-worker'], logger });
   if (daemon.url) logger.info({ url: daemon.url, pipelines: config.pipelines.map((p) => p.name) }, 'listening');
   else logger.info({ pipelines: config.pipelines.map((p) => p.name) }, 'worker started');

@@ -39,9 +39,11 @@ export class DriftWatcher {
   start(): void {
     if (this.#config.driftIntervalMs <= 0) return;
     const tick = () => {
-      this.#running ??= this.check().finally(() => {
-        this.#running = undefined;
-      });
+      this.#running ??= this.check()
+        .catch((err) => this.#log.warn({ err: { message: errorMessage(err) } }, 'drift check failed'))
+        .finally(() => {
+          this.#running = undefined;
+        });
     };
     tick();
     this.#timer = setInterval(tick, this.#config.driftIntervalMs);
