@@ -3,7 +3,8 @@ import type { Scenario } from '../lib/report.ts';
 import { contextScenario } from './context.ts';
 import { deployOverhead } from './deploy-overhead.ts';
 import { memory } from './memory.ts';
-import { burst, logLatency } from './not-built.ts';
+import { burst } from './burst.ts';
+import { logLatency } from './not-built.ts';
 import { uiScale } from './ui-scale.ts';
 import { webhookIngest } from './webhook-ingest.ts';
 
