@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from './config/load.ts';
 import type { Config } from './config/types.ts';
 import { formatDuration } from './lib/duration.ts';
 import { withTimeout } from './lib/timeout.ts';
+import { redactUrl } from './git/source.ts';
 import { createLogger } from './lib/logger.ts';
 import { startDaemon } from './daemon.ts';
 
@@ -76,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
 function describe(config: Config): string {
   const lines = [`config ${config.file} is valid`, `listen ${config.listen.host}:${config.listen.port}, data ${config.dataDir}, redis prefix ${config.redisPrefix}`, `${config.pipelines.length} pipeline(s):`];
   for (const p of config.pipelines) {
-    lines.push(`  ${p.name}: ${p.repo}@${p.branch} (${p.url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1')})`);
+    lines.push(`  ${p.name}: ${p.repo}@${p.branch} (${redactUrl(p.url)})`);
     lines.push(`    build ${p.build.context}/${p.build.dockerfile}${p.build.target ? ` target ${p.build.target}` : ''} -> ${p.image}:${p.tag} and :<commit>`);
     lines.push(`    deploy to ${p.services.length ? p.services.join(', ') : '(no services)'}: ${p.deploy.order}, on failure ${p.deploy.failureAction}, monitor ${formatDuration(p.deploy.monitorMs)}, timeout ${formatDuration(p.deploy.timeoutMs)}`);
   }

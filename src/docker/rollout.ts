@@ -65,14 +65,20 @@ export function assessRollout(s: RolloutSnapshot): RolloutAssessment {
     case 'completed':
     case undefined: {
       if (state === undefined && s.elapsedMs < STATUS_GRACE_MS) return { kind: 'waiting', detail: 'waiting for swarm to start the update' };
-      const running = s.tasks.filter((t) => t.desiredState === 'running' && t.state === 'running' && t.image === s.target);
-      const want = s.replicas ?? Math.max(1, s.tasks.filter((t) => t.desiredState === 'running').length);
-      if (running.length >= want) return { kind: 'converged', detail: `${running.length}/${want} tasks running the new image` };
-      return { kind: 'waiting', detail: `${running.length}/${want} tasks running the new image${state ? ' (update completed)' : ''}` };
+      const { running, want } = tasksRunning(s.tasks, s.target, s.replicas);
+      if (running >= want) return { kind: 'converged', detail: `${running}/${want} tasks running the new image` };
+      return { kind: 'waiting', detail: `${running}/${want} tasks running the new image${state ? ' (update completed)' : ''}` };
     }
     default:
       return { kind: 'waiting', detail: `${state}: ${summarise(s.tasks, s.target)}` };
   }
+}
+
+/** How many tasks meant to run do run `image`, and how many are wanted (replicas, or all for global). */
+export function tasksRunning(tasks: TaskSnapshot[], image: string, replicas: number | undefined): { running: number; want: number } {
+  const running = tasks.filter((t) => t.desiredState === 'running' && t.state === 'running' && t.image === image).length;
+  const want = replicas ?? Math.max(1, tasks.filter((t) => t.desiredState === 'running').length);
+  return { running, want };
 }
 
 /** Failures of tasks running the new image, newest first, deduplicated. */

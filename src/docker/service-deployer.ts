@@ -7,7 +7,7 @@ import type { DeployPort, DeployRequest, ServiceDeployResult } from '../pipeline
 import { authFor } from './auth.ts';
 import { dockerMessage } from './build.ts';
 import { rolloutWarnings } from './warnings.ts';
-import { assessRollout, taskErrors, type RolloutSnapshot, type TaskSnapshot, type UpdateStatus } from './rollout.ts';
+import { assessRollout, taskErrors, tasksRunning, type RolloutSnapshot, type TaskSnapshot, type UpdateStatus } from './rollout.ts';
 
 /** Rollout polling: two cheap API calls; 100 ms keeps the lag after convergence ~50 ms. */
 const POLL_MS = 100;
@@ -145,7 +145,7 @@ export class SwarmDeployer implements DeployPort {
     const deadline = started + settings.timeoutMs;
     for (;;) {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
-      const snapshot = await this.#snapshot(id, req.image, previousStartedAt, Date.now() - started);
+      const { snapshot } = await this.#read(id, req.image, previousStartedAt, Date.now() - started);
       const verdict = assessRollout(snapshot);
       const detail = verdict.kind === 'failed' ? verdict.reason : verdict.detail;
       if (detail !== lastDetail) {
@@ -159,8 +159,8 @@ export class SwarmDeployer implements DeployPort {
       }
       if (verdict.kind === 'rolling_back') rollingBack = true;
       // A rollback swarm started is followed to its end even past our deadline.
-      if (Date.now() > deadline && !rollingBack) return { kind: 'timeout', detail, taskErrors: taskErrorsOf(snapshot) };
-      if (Date.now() > deadline + ROLLBACK_VERIFY_MS) return { kind: 'failed', reason: `swarm's rollback did not finish (${detail})`, taskErrors: taskErrorsOf(snapshot) };
+      if (Date.now() > deadline && !rollingBack) return { kind: 'timeout', detail, taskErrors: taskErrors(snapshot.tasks, snapshot.target) };
+      if (Date.now() > deadline + ROLLBACK_VERIFY_MS) return { kind: 'failed', reason: `swarm's rollback did not finish (${detail})`, taskErrors: taskErrors(snapshot.tasks, snapshot.target) };
       await sleep(POLL_MS, undefined, { signal }).catch(() => undefined);
     }
   }
@@ -203,10 +203,8 @@ export class SwarmDeployer implements DeployPort {
   async #verifyServing(req: DeployRequest, id: string, image: string): Promise<boolean> {
     const deadline = Date.now() + ROLLBACK_VERIFY_MS;
     while (Date.now() < deadline) {
-      const info = await this.#inspectId(id);
-      const tasks = ((await this.#docker.listTasks({ filters: { service: [id] } })) as Record<string, any>[]).map(toTaskSnapshot);
-      const want = info.Spec.Mode?.Replicated ? Number(info.Spec.Mode.Replicated.Replicas ?? 1) : Math.max(1, tasks.filter((t) => t.desiredState === 'running').length);
-      const running = tasks.filter((t) => t.desiredState === 'running' && t.state === 'running' && t.image === image).length;
+      const { snapshot, info } = await this.#read(id, image, undefined, 0);
+      const { running, want } = tasksRunning(snapshot.tasks, image, snapshot.replicas);
       const settled = !info.UpdateStatus?.State || ['rollback_completed', 'completed'].includes(info.UpdateStatus.State);
       if (specImage(info) === image && running >= want && settled) {
         req.log(`${req.service}: verified ${running}/${want} tasks running ${image}`);
@@ -218,12 +216,13 @@ export class SwarmDeployer implements DeployPort {
     return false;
   }
 
-  async #snapshot(id: string, target: string, previousStartedAt: string | undefined, elapsedMs: number): Promise<RolloutSnapshot> {
+  /** The service and its tasks, read together, as the rollout assessment sees them. */
+  async #read(id: string, target: string, previousStartedAt: string | undefined, elapsedMs: number): Promise<{ snapshot: RolloutSnapshot; info: ServiceInfo }> {
     const [info, tasks] = await Promise.all([
       this.#inspectId(id),
       this.#docker.listTasks({ filters: { service: [id] } }) as Promise<Record<string, any>[]>,
     ]);
-    return {
+    const snapshot: RolloutSnapshot = {
       updateStatus: info.UpdateStatus,
       previousStartedAt,
       tasks: tasks.map(toTaskSnapshot),
@@ -231,6 +230,7 @@ export class SwarmDeployer implements DeployPort {
       replicas: info.Spec.Mode?.Replicated ? Number(info.Spec.Mode.Replicated.Replicas ?? 1) : undefined,
       elapsedMs,
     };
+    return { snapshot, info };
   }
 
   async #nodeCount(): Promise<number> {
@@ -259,10 +259,6 @@ export class SwarmDeployer implements DeployPort {
 
 function specImage(info: ServiceInfo): string | null {
   return (info.Spec.TaskTemplate?.ContainerSpec?.Image as string | undefined) ?? null;
-}
-
-function taskErrorsOf(s: RolloutSnapshot): string[] {
-  return taskErrors(s.tasks, s.target);
 }
 
 export const OWNER_LABELS = { instance: 'deployer.instance', pipeline: 'deployer.pipeline' } as const;

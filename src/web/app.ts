@@ -4,7 +4,7 @@ import type { Config } from '../config/types.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import type { DriftWatcher } from '../monitor/drift.ts';
 import type { BranchPoller } from '../queue/poller.ts';
-import type { Scheduler } from '../queue/scheduler.ts';
+import { QueueUnavailable, type Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
 import { apiRoutes } from './routes/api.ts';
 import { pageRoutes } from './routes/pages.ts';
@@ -39,6 +39,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // One error handler: client errors keep their message, server errors never leak details.
   app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, req, reply) => {
+    // Not queued means not accepted: the client should retry, nothing was recorded.
+    if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) {
       req.log.error({ err: { message: err.message } }, 'request failed');

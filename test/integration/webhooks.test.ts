@@ -200,6 +200,9 @@ describe('when Redis is unreachable', () => {
     try {
       const res = await deliver(daemon.url!, pushPayload(REPO, 'main', sha('a')));
       expect(res.status).toBe(503);
+      const rebuild = await fetch(`${daemon.url}/api/pipelines/site/rebuild`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      expect(rebuild.status).toBe(503);
+      expect((await rebuild.json()).error).toBe('queue unavailable; retry later');
       expect((daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n).toBe(0);
       expect((daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(0);
       const health = await fetch(`${daemon.url}/healthz`);

@@ -5,7 +5,6 @@ import type { RunView } from '../../store/run-store.ts';
 import type { AppDeps } from '../app.ts';
 import { requireAdmin } from '../auth.ts';
 import { DeployerError } from '../../lib/errors.ts';
-import { QueueUnavailable } from '../../queue/scheduler.ts';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$' }) });
 const RunParams = Type.Object({ id: Type.String({ pattern: '^r[a-z0-9]{8,30}$' }) });
@@ -50,13 +49,7 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
     async (req, reply) => {
       const p = pipelineOr404(req.params.name);
       if (!p) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
-      let run;
-      try {
-        [run] = await deps.scheduler.submit([{ pipeline: p.name, trigger: 'rebuild', commit: null, requestedBy: 'admin' }]);
-      } catch (err) {
-        if (!(err instanceof QueueUnavailable)) throw err;
-        return reply.code(503).send({ error: 'queue unavailable; retry later' });
-      }
+      const [run] = await deps.scheduler.submit([{ pipeline: p.name, trigger: 'rebuild', commit: null, requestedBy: 'admin' }]);
       return reply.code(202).send({ run: run!.id });
     },
   );
@@ -67,14 +60,9 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
     { schema: { params: NameParams, body: RollbackBody }, preHandler: admin },
     async (req, reply) => {
       if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
-      try {
-        const result = await deps.scheduler.rollback(req.params.name, req.body?.deployment, 'admin');
-        if ('error' in result) return reply.code(409).send({ error: result.error });
-        return reply.code(202).send({ run: result.run.id });
-      } catch (err) {
-        if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
-        throw err;
-      }
+      const result = await deps.scheduler.rollback(req.params.name, req.body?.deployment, 'admin');
+      if ('error' in result) return reply.code(409).send({ error: result.error });
+      return reply.code(202).send({ run: result.run.id });
     },
   );
 
@@ -91,13 +79,8 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
 
   app.post<{ Params: { name: string } }>('/api/pipelines/:name/resume', { schema: { params: NameParams }, preHandler: admin }, async (req, reply) => {
     if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
-    try {
-      const run = await deps.scheduler.resume(req.params.name);
-      return reply.code(200).send({ ...pipelineView(deps, pipelineOr404(req.params.name)!), resumedRun: run?.id ?? null });
-    } catch (err) {
-      if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
-      throw err;
-    }
+    const run = await deps.scheduler.resume(req.params.name);
+    return reply.code(200).send({ ...pipelineView(deps, pipelineOr404(req.params.name)!), resumedRun: run?.id ?? null });
   });
 
   app.post<{ Params: { name: string } }>(
@@ -110,7 +93,7 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
         if (result.kind === 'queued') return reply.code(202).send({ run: result.run, commit: result.commit });
         return reply.code(200).send({ upToDate: true, commit: result.commit, reason: result.reason });
       } catch (err) {
-        if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
+        // The branch head could not be read (git): the upstream failed, not us.
         if (err instanceof DeployerError) return reply.code(502).send({ error: err.message });
         throw err;
       }
@@ -118,14 +101,9 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
   );
 
   app.post<{ Params: { id: string } }>('/api/runs/:id/start', { schema: { params: RunParams }, preHandler: admin }, async (req, reply) => {
-    try {
-      const result = await deps.scheduler.startHeld(req.params.id);
-      if ('error' in result) return reply.code(result.status).send({ error: result.error });
-      return reply.code(202).send({ run: result.run.id });
-    } catch (err) {
-      if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
-      throw err;
-    }
+    const result = await deps.scheduler.startHeld(req.params.id);
+    if ('error' in result) return reply.code(result.status).send({ error: result.error });
+    return reply.code(202).send({ run: result.run.id });
   });
 
   app.post<{ Params: { id: string } }>('/api/runs/:id/cancel', { schema: { params: RunParams }, preHandler: admin }, async (req, reply) => {
