@@ -8,6 +8,7 @@ import { DockerPusher } from './docker/push.ts';
 import { RoutingDeployer } from './docker/routing-deployer.ts';
 import { GitSource } from './git/source.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
+import type { RunEvent } from './pipeline/events.ts';
 import type { RunPorts } from './pipeline/ports.ts';
 import { EventConsumer } from './queue/event-bus.ts';
 import { ControlPublisher } from './queue/control.ts';
@@ -20,6 +21,7 @@ import { WorkerHost } from './queue/worker-host.ts';
 import { openDatabase } from './store/db.ts';
 import { RunStore } from './store/run-store.ts';
 import { buildApp } from './web/app.ts';
+import { LiveRuns } from './web/live.ts';
 
 export interface DaemonOptions {
   http: boolean;
@@ -32,6 +34,8 @@ export interface DaemonOptions {
 export interface Daemon {
   app: FastifyInstance | undefined;
   store: RunStore | undefined;
+  /** Live run views (HTTP process only). */
+  live: LiveRuns | undefined;
   url: string | undefined;
   close(): Promise<void>;
 }
@@ -78,6 +82,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
 
   let app: FastifyInstance | undefined;
   let store: RunStore | undefined;
+  let live: LiveRuns | undefined;
   let url: string | undefined;
   if (opts.http) {
     store = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
@@ -98,6 +103,9 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       },
       logger,
     );
+    const liveRuns = new LiveRuns(s);
+    live = liveRuns;
+    consumer.on('event', (e: RunEvent) => liveRuns.notify(e.runId));
     consumer.start();
     const docker = createDocker(config.docker);
     app = await buildApp({
@@ -106,6 +114,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       scheduler,
       poller,
       drift,
+      live: liveRuns,
       logger,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
@@ -133,6 +142,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   return {
     app,
     store,
+    live,
     url,
     async close() {
       for (const c of closers) await c().catch((err) => logger.warn({ err: { message: (err as Error).message } }, 'error while closing'));

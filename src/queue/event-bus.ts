@@ -183,9 +183,11 @@ export class EventConsumer extends EventEmitter {
           }
         }
         this.#apply(events);
+        // Live views read the store, which has these now: tell them before the round
+        // trip to acknowledge (a repeat after a failed ack only re-reads the store).
+        for (const e of events) this.emit('event', e);
         const ids = entries.map(([id]) => id);
         await this.#redis.multi().xack(this.#key, this.#group, ...ids).xdel(this.#key, ...ids).exec();
-        for (const e of events) this.emit('event', e);
       } catch (err) {
         if (!this.#running) break;
         ensured = false;

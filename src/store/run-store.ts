@@ -73,6 +73,13 @@ export interface NewRun {
   requestedBy?: string;
 }
 
+export interface LogChunkView {
+  seq: number;
+  stage: StageName | null;
+  lines: number;
+  text: string;
+}
+
 export type DeliveryOutcome = { runs: string[] } | { ignored: string };
 
 interface RunRow {
@@ -232,6 +239,32 @@ export class RunStore {
       shown += row.lines;
     }
     return { text: parts.reverse().join(''), totalLines: total, shownLines: shown };
+  }
+
+  /** The newest log chunk's seq (0 when there is no log yet). */
+  lastLogSeq(runId: string): number {
+    return (this.#sql('SELECT COALESCE(MAX(seq), 0) AS n FROM log_chunks WHERE run_id = ?').get(runId) as { n: number }).n;
+  }
+
+  /** Log chunks after chunk `afterSeq` (their `seq` is the live stream's event id), oldest first. */
+  logChunksAfter(runId: string, afterSeq: number, limit = 1000): LogChunkView[] {
+    return this.#sql('SELECT seq, stage, lines, text FROM log_chunks WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?')
+      .all(runId, afterSeq, limit) as unknown as LogChunkView[];
+  }
+
+  /**
+   * Where a live view that starts at the end of the log should begin: the seq before the
+   * newest chunks that hold `maxLines` lines (so it shows about the same tail as a page).
+   */
+  logTailStart(runId: string, maxLines: number): number {
+    let lines = 0;
+    let start = 0;
+    for (const row of this.#sql('SELECT seq, lines FROM log_chunks WHERE run_id = ? ORDER BY seq DESC').iterate(runId) as Iterable<{ seq: number; lines: number }>) {
+      if (lines >= maxLines) return row.seq;
+      lines += row.lines;
+      start = row.seq - 1;
+    }
+    return Math.max(0, start);
   }
 
   /** The whole log, chunk by chunk, without loading it all at once. */

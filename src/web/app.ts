@@ -7,6 +7,8 @@ import type { BranchPoller } from '../queue/poller.ts';
 import { QueueUnavailable, type Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
 import { apiRoutes } from './routes/api.ts';
+import type { LiveRuns } from './live.ts';
+import { liveRoutes } from './routes/live.ts';
 import { pageRoutes } from './routes/pages.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 
@@ -22,6 +24,8 @@ export interface AppDeps {
   poller: BranchPoller;
   drift: DriftWatcher;
   health: HealthCheck[];
+  /** Live run views (server-sent events). */
+  live: LiveRuns;
   logger: Logger;
 }
 
@@ -61,6 +65,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(async (scope) => webhookRoutes(scope, deps));
   await app.register(async (scope) => apiRoutes(scope, deps));
+  await app.register(async (scope) => liveRoutes(scope, deps));
   await app.register(async (scope) => pageRoutes(scope, deps));
 
   app.get('/healthz', async (_req, reply) => {

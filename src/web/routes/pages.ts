@@ -18,6 +18,30 @@ async function rebuild(name){
 
 const LOG_TAIL_LINES = 2000;
 
+/**
+ * While a run is not over, its page follows it over server-sent events: log chunks are
+ * appended (as text, never markup), the status and stages update in place, and the page
+ * reloads once at the end for the final services table. If the stream cannot be opened
+ * at all (a proxy that blocks it), the page falls back to reloading every 5 s.
+ */
+function liveScript(runId: string, afterSeq: number): string {
+  return `<script>
+(function(){
+const pre=document.querySelector('pre.log'),status=document.getElementById('run-status');
+const badge=(s)=>{const b=document.createElement('span');b.className='s s-'+s;b.textContent=s;return b};
+const es=new EventSource('/api/runs/${runId}/events?after=${afterSeq}');
+let opened=false;es.onopen=()=>{opened=true};
+es.onerror=()=>{if(!opened&&es.readyState===2)setTimeout(()=>location.reload(),5000)};
+es.addEventListener('log',(e)=>{const d=JSON.parse(e.data);const end=pre.scrollTop+pre.clientHeight>=pre.scrollHeight-4;
+pre.append(d.text);if(pre.textContent.length>4e6)pre.textContent=pre.textContent.slice(-2e6);if(end)pre.scrollTop=pre.scrollHeight});
+es.addEventListener('run',(e)=>{const r=JSON.parse(e.data);status.replaceChildren(badge(r.status));
+for(const s of r.stages){const row=document.getElementById('stage-'+s.name);if(!row)continue;const c=row.children;
+c[1].replaceChildren(badge(s.status));c[2].textContent=s.startedAt||'';c[3].textContent=s.finishedAt||'';c[4].textContent=s.error||''}});
+es.addEventListener('end',()=>{es.close();location.reload()});
+})();
+</script>`;
+}
+
 export async function pageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   app.get('/', async (_req, reply) => {
     const rows = deps.config.pipelines.map((p) => {
@@ -50,14 +74,17 @@ ${(v.drift ?? []).map((d) => `<br><strong class="drift">drift</strong>: ${esc(d.
     const run = /^r[a-z0-9]{8,30}$/.test(req.params.id) ? deps.store.getRun(req.params.id) : undefined;
     if (!run) return reply.code(404).type('text/html; charset=utf-8').send(layout('Not found', `<p>No run ${esc(req.params.id)}.</p>`));
     const stages = run.stages
-      .map((s) => `<tr><td>${esc(s.name)}</td><td>${badge(s.status)}</td><td>${esc(s.startedAt ?? '')}</td><td>${esc(s.finishedAt ?? '')}</td><td>${esc(s.error ?? '')}</td></tr>`)
+      .map((s) => `<tr id="stage-${esc(s.name)}"><td>${esc(s.name)}</td><td>${badge(s.status)}</td><td>${esc(s.startedAt ?? '')}</td><td>${esc(s.finishedAt ?? '')}</td><td>${esc(s.error ?? '')}</td></tr>`)
       .join('');
     // A page shows the end of the log (where failures are); the API streams all of it.
     const log = deps.store.logTail(run.id, LOG_TAIL_LINES);
+    // Read with the tail, in the same turn: the live stream continues exactly after it.
+    const lastSeq = deps.store.lastLogSeq(run.id);
+    const live = isTerminal(run.status) ? '' : liveScript(run.id, lastSeq);
     const logNote = log.totalLines > log.shownLines
       ? `<p>Showing the last ${log.shownLines} of ${log.totalLines} lines. <a href="/api/runs/${esc(run.id)}/log">Full log</a></p>`
       : `<p><a href="/api/runs/${esc(run.id)}/log">Plain text</a></p>`;
-    const body = `<h1>Run ${esc(run.id)} ${badge(run.status)}</h1>
+    const body = `<h1>Run ${esc(run.id)} <span id="run-status">${badge(run.status)}</span></h1>
 <p>Pipeline <a href="/pipelines/${esc(run.pipeline)}">${esc(run.pipeline)}</a> · commit <code>${esc(run.commit ?? 'branch head')}</code> ${esc(run.subject ?? '')} · trigger ${esc(run.trigger)}
 ${run.image ? `<br>image <code>${esc(run.image.ref)}</code>` : ''}${run.error ? `<br><strong>Error:</strong> ${esc(run.error)}` : ''}</p>
 <p><button onclick="rebuild('${esc(run.pipeline)}')">Rebuild</button></p>
@@ -65,7 +92,7 @@ ${run.image ? `<br>image <code>${esc(run.image.ref)}</code>` : ''}${run.error ? 
 ${run.deploys.length ? `<h2>Services</h2><table><tr><th>Service</th><th>Outcome</th><th>Serving at the end</th><th>What happened</th></tr>${run.deploys
       .map((d) => `<tr><td>${esc(d.service)}</td><td>${badge(d.outcome === 'succeeded' ? 'succeeded' : 'failed').replace('>failed<', `>${esc(d.outcome)}<`)}</td><td><code>${esc(d.image ?? '')}</code></td><td>${esc(d.message)}</td></tr>`)
       .join('')}</table>` : ''}
-<h2>Log</h2>${logNote}<pre class="log">${esc(log.text)}</pre>${rebuildScript}`;
-    return reply.type('text/html; charset=utf-8').send(layout(`Run ${run.id}`, body, isTerminal(run.status) ? {} : { refreshSeconds: 2 }));
+<h2>Log</h2>${logNote}<pre class="log">${esc(log.text)}</pre>${rebuildScript}${live}`;
+    return reply.type('text/html; charset=utf-8').send(layout(`Run ${run.id}`, body));
   });
 }
