@@ -10,7 +10,7 @@ const dir = process.argv[2] ?? join(import.meta.dirname, 'results');
 for (const s of SCENARIOS) {
   const file = join(dir, `${s.name}.json`);
   if (!existsSync(file)) {
-    console.log(`### ${s.name}\n\n${s.run ? 'no results' : `not implemented yet: needs ${s.needs}`}\n`);
+    console.log(`### ${s.name}\n\nno results\n`);
     continue;
   }
   const doc = JSON.parse(readFileSync(file, 'utf8')) as { date: string; mode: string; durationMs: number; machine: MachineInfo; loadAverageAfter?: number[]; rows: Row[]; notes: string[] };

@@ -2,7 +2,7 @@
 //
 // Runs each benchmark scenario, prints its table and writes bench/results/<scenario>.json.
 // Every figure is set against a baseline measured in the same run; goals are reported,
-// never asserted. --quick runs each implemented scenario once at a tiny size (CI smoke);
+// never asserted. --quick runs each scenario once at a tiny size (CI smoke);
 // --full measures more pairs/rounds; --pairs N sets them (e.g. for a --cpu-prof run);
 // --cpu-prof writes the deployer process's CPU profile (see bench/profile.ts).
 // Exits non-zero if any scenario fails.
@@ -53,10 +53,6 @@ const BUDGET_MS: Record<string, number> = { quick: 60_000, default: 10 * 60_000,
 let failed = 0;
 for (const scenario of selected) {
   console.log(`\n== ${scenario.name}: ${scenario.title}`);
-  if (!scenario.run) {
-    console.log(`not implemented yet: needs ${scenario.needs}. Nothing measured, no results written.`);
-    continue;
-  }
   const started = Date.now();
   const ctx: ScenarioContext = {
     quick: values.quick,

@@ -45,9 +45,7 @@ export interface ScenarioContext {
 export interface Scenario {
   name: string;
   title: string;
-  /** Set for scenarios whose feature does not exist yet: nothing is measured. */
-  needs?: string;
-  run?(ctx: ScenarioContext): Promise<ScenarioResult>;
+  run(ctx: ScenarioContext): Promise<ScenarioResult>;
 }
 
 export interface MachineInfo {

@@ -4,7 +4,7 @@ import { contextScenario } from './context.ts';
 import { deployOverhead } from './deploy-overhead.ts';
 import { memory } from './memory.ts';
 import { burst } from './burst.ts';
-import { logLatency } from './not-built.ts';
+import { logLatency } from './log-latency.ts';
 import { uiScale } from './ui-scale.ts';
 import { webhookIngest } from './webhook-ingest.ts';
 
