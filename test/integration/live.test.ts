@@ -17,7 +17,7 @@ import { disposeQueues } from '../helpers/world.ts';
  */
 describe('live run events (SSE)', () => {
   let config: Config;
-  let daemon: Daemon;
+  let daemon: Daemon | undefined;
   let redis: Redis;
   let url: string;
 
@@ -138,7 +138,7 @@ describe('live run events (SSE)', () => {
     const runId = await push('4'.repeat(40));
     const views = [follow(`/api/runs/${runId}/events`), follow(`/api/runs/${runId}/events`)];
     await Promise.all(views.map((v) => v.until((m) => m.event === 'run')));
-    expect(daemon.live!.watchers).toBeGreaterThanOrEqual(2);
+    expect(daemon!.live!.watchers).toBeGreaterThanOrEqual(2);
     for (const v of views) v.abort();
     await waitForZeroWatchers();
 
@@ -154,9 +154,22 @@ describe('live run events (SSE)', () => {
     await waitForZeroWatchers();
   });
 
+  it('shutting down ends open views instead of waiting for them', async () => {
+    const runId = await push('5'.repeat(40));
+    const view = follow(`/api/runs/${runId}/events`);
+    await view.until((m) => m.event === 'run');
+    const d = daemon!;
+    daemon = undefined;
+    const closed = d.close().then(() => 'closed');
+    const timeout = new Promise((r) => setTimeout(() => r('still waiting after 8 s'), 8000));
+    expect(await Promise.race([closed, timeout])).toBe('closed');
+    await view.done; // the stream ended (EventSource would reconnect to the next process)
+    expect(d.live!.watchers).toBe(0);
+  });
+
   async function waitForZeroWatchers(): Promise<void> {
     const deadline = Date.now() + 5000;
-    while (daemon.live!.watchers > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(daemon.live!.watchers).toBe(0);
+    while (daemon!.live!.watchers > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(daemon!.live!.watchers).toBe(0);
   }
 });
