@@ -148,9 +148,11 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
         ctx.log(`round ${round + 1} ${t.padEnd(7)}: ${m.reqPerSec.toFixed(0)} 2xx/s, p50 ${m.p50} ms, p99 ${m.p99} ms, non-2xx ${m.non2xx}, errors ${m.errors}${m.lost !== undefined ? `, recorded ${m.recorded}, lost ${m.lost}` : ''}`);
       }
     }
-    const jobs = await queue.getJobCountByTypes('waiting', 'active', 'delayed', 'prioritized', 'wait');
+    // ('wait' is BullMQ's own name for 'waiting': naming both counted waiting jobs twice.)
+    const jobs = await queue.getJobCountByTypes('waiting', 'active', 'delayed', 'prioritized');
     const rssMiB = toMiB(readMemory(daemon.pid).rss);
     const runsTotal = (db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n;
+    const byStatus = db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status ORDER BY status').all() as { status: string; n: number }[];
     db.close();
     await queue.close();
     redis.disconnect();
@@ -183,7 +185,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       `${of('bare').length} round(s) of bare / (a) / (b), ${size.durationS} s each, ${size.connections} connections, after a ${size.warmupS} s warm-up of each; figures are medians over rounds (p50/p99 are per round, from autocannon, whole milliseconds).`,
       `Each request carries a new X-GitHub-Delivery id; the ${deployBody.length}-byte body is signed once (the signature does not cover headers).`,
       'The deployer runs with workers off (HTTP + store + event consumer), log level info to a file, as `serve --no-worker` would; the bare route has no logger.',
-      `After the rounds: ${runsTotal} runs in the store, ${jobs} jobs in the queue, deployer RSS ${rssMiB.toFixed(0)} MiB.`,
+      `After the rounds: ${runsTotal} runs in the store (${byStatus.map((r) => `${r.n} ${r.status}`).join(', ') || 'none'}; latest push wins, and no worker runs here), ${jobs} job(s) in the queue, deployer RSS ${rssMiB.toFixed(0)} MiB.`,
       'CPU per 2xx = CPU time (user + system) the process used during the measurement ÷ 2xx answers: the server from /proc/PID/stat (10 ms ticks), Redis from INFO cpu, the load generator (autocannon, this process) from process.cpuUsage().',
       'A delivery is lost when autocannon got a 2xx for a push to the deploy branch but the store has no delivery row for its id (ignored events are not recorded: routing alone answers them, the same way on redelivery).',
     ];

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
 import { isTerminal } from '../pipeline/states.ts';
-import type { NewRun, RunStore, RunView } from '../store/run-store.ts';
+import type { DeliveryOutcome, NewRun, RunStore, RunView, WaitingRun } from '../store/run-store.ts';
+import { Batcher } from './batcher.ts';
 import type { ControlPublisher } from './control.ts';
 import type { RunJobData, RunQueues } from './run-queue.ts';
 
@@ -16,6 +17,23 @@ export class QueueUnavailable extends Error {
   readonly code = 'queue_unavailable';
 }
 
+/** A push delivery to accept: its id and event, and one new run per matching pipeline. */
+export interface PushSubmission {
+  delivery: { id: string; event: string };
+  runs: NewRun[];
+}
+
+/** What a push delivery was answered: `redelivery` when its id was seen before (or earlier in its batch). */
+export interface PushAccepted {
+  outcome: DeliveryOutcome;
+  redelivery: boolean;
+}
+
+type PushAnswer = PushAccepted | { error: Error };
+
+/** Bounds one ingest transaction (and so the wait of the pushes behind it). */
+const MAX_PUSHES_PER_BATCH = 200;
+
 /**
  * The store owner's side of the queue: creating and queueing runs, "latest push
  * wins", cancellation, and reconciling the store with the queue after crashes.
@@ -29,6 +47,7 @@ export class Scheduler {
   #timer: NodeJS.Timeout | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #reconciling: Promise<void> | undefined;
+  readonly #pushes: Batcher<PushSubmission, PushAnswer>;
 
   constructor(opts: { store: RunStore; queues: RunQueues; control: ControlPublisher; config: Config; log: Logger }) {
     this.#store = opts.store;
@@ -36,6 +55,52 @@ export class Scheduler {
     this.#control = opts.control;
     this.#config = opts.config;
     this.#log = opts.log;
+    this.#pushes = new Batcher((batch) => this.#acceptPushes(batch), { maxItems: MAX_PUSHES_PER_BATCH });
+  }
+
+  /**
+   * Accepts a push delivery: records it with its runs and queues them, batched with
+   * the pushes that arrive at the same time (one transaction, and one job per pipeline
+   * for the whole batch: latest push wins). A delivery id seen before gets its recorded
+   * outcome. Throws QueueUnavailable when the runs could not be queued (nothing of the
+   * batch is kept), or the store's error when it could not record.
+   */
+  async submitPush(push: PushSubmission): Promise<PushAccepted> {
+    const answer = await this.#pushes.add(push);
+    if ('error' in answer) throw answer.error;
+    return answer;
+  }
+
+  async #acceptPushes(batch: PushSubmission[]): Promise<PushAnswer[]> {
+    const recorded = this.#store.recordPushes(batch.map((p) => ({ id: p.delivery.id, event: p.delivery.event, runs: p.runs })));
+    const forget = () => this.#store.forgetRuns(recorded.runIds, recorded.deliveryIds);
+    let held: WaitingRun[];
+    let jobs: { run: WaitingRun; job: RunJobData }[];
+    try {
+      // Paused: the push waits, visible, without a job; only the newest one is kept waiting.
+      held = recorded.newest.filter((r) => this.#store.pauseOf(r.pipeline) !== undefined);
+      jobs = recorded.newest.filter((r) => !held.includes(r)).map((run) => ({ run, job: this.#jobOf(run) }));
+    } catch (err) {
+      forget();
+      throw err;
+    }
+    const added = await Promise.allSettled(jobs.map(({ job }) => this.#queues.enqueue(job)));
+    const failed = added.find((a) => a.status === 'rejected');
+    if (failed) {
+      // Not queued means not accepted: nothing of the batch is kept, so GitHub's
+      // redeliveries start afresh (a job that did get in is taken out again).
+      await Promise.all(jobs.map(({ run }, i) => added[i]!.status === 'fulfilled' && this.#queues.removeWaiting(run.pipeline, run.id).catch(() => false)));
+      forget();
+      const error = new QueueUnavailable((failed.reason as Error).message);
+      return recorded.answers.map((a) => (a.recordedBefore ? { outcome: a.outcome, redelivery: true } : { error }));
+    }
+    const warn = (run: WaitingRun) => (err: unknown) =>
+      this.#log.warn({ err: { message: (err as Error).message }, run: run.id }, 'could not supersede older runs');
+    await Promise.all([
+      ...held.map((run) => this.#holdNewest(run).catch(warn(run))),
+      ...jobs.map(({ run }) => this.#supersedeOlder(run).catch(warn(run))),
+    ]);
+    return recorded.answers.map((a) => ({ outcome: a.outcome, redelivery: !a.firstSeen }));
   }
 
   /**
@@ -49,18 +114,12 @@ export class Scheduler {
     try {
       for (const run of created) if (!held(run)) await this.#queues.enqueue(this.#jobOf(run));
     } catch (err) {
-      this.#store.forgetRuns(created.map((r) => r.id), delivery?.id);
+      this.#store.forgetRuns(created.map((r) => r.id), delivery ? [delivery.id] : []);
       throw new QueueUnavailable((err as Error).message);
     }
     for (const run of created) {
       if (held(run)) {
-        // Paused: the push waits, visible; only the newest one is kept waiting.
-        this.#log.info({ run: run.id, pipeline: run.pipeline }, 'pipeline paused: run held until resumed');
-        for (const older of this.#store.queuedRuns(run.pipeline)) {
-          if (older.id < run.id && (await this.#queues.jobState(older.pipeline, older.id)).state === 'missing') {
-            this.#store.finish(older.id, 'superseded', `superseded by ${run.id}`, run.id);
-          }
-        }
+        await this.#holdNewest(run);
         continue;
       }
       await this.#supersedeOlder(run).catch((err) =>
@@ -70,8 +129,17 @@ export class Scheduler {
     return created;
   }
 
-  async #supersedeOlder(run: RunView): Promise<void> {
-    // Run ids sort by creation time (src/store/ids.ts).
+  /** Paused: the push waits, visible; only the newest one is kept waiting. */
+  async #holdNewest(run: WaitingRun): Promise<void> {
+    this.#log.info({ run: run.id, pipeline: run.pipeline }, 'pipeline paused: run held until resumed');
+    for (const id of this.#store.queuedRunIdsBefore(run.pipeline, run.id)) {
+      if ((await this.#queues.jobState(run.pipeline, id)).state === 'missing') {
+        this.#store.finish(id, 'superseded', `superseded by ${run.id}`, run.id);
+      }
+    }
+  }
+
+  async #supersedeOlder(run: WaitingRun): Promise<void> {
     for (const id of this.#store.queuedRunIdsBefore(run.pipeline, run.id)) {
       if (await this.#queues.removeWaiting(run.pipeline, id)) {
         this.#store.finish(id, 'superseded', `superseded by ${run.id}`, run.id);
@@ -217,7 +285,7 @@ export class Scheduler {
     }
   }
 
-  #jobOf(run: RunView): RunJobData {
+  #jobOf(run: WaitingRun & { targetImage?: string | null }): RunJobData {
     const recorded: Record<string, string> = {};
     for (const d of this.#store.currentDeployments(run.pipeline)) recorded[d.service] = d.image;
     return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(run.targetImage ? { image: run.targetImage } : {}) };

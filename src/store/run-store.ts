@@ -82,6 +82,40 @@ export interface LogChunkView {
 
 export type DeliveryOutcome = { runs: string[] } | { ignored: string };
 
+/** One push delivery and the runs it asks for (one per matching pipeline). */
+export interface PushDelivery {
+  id: string;
+  event: string;
+  runs: NewRun[];
+}
+
+/** A run left waiting for a queue slot: what enqueueing it needs. */
+export interface WaitingRun {
+  id: string;
+  pipeline: string;
+  commit: string | null;
+}
+
+/**
+ * A delivery's answer: the runs it created, or the outcome recorded for its id before
+ * the batch (`recordedBefore`) or by an earlier delivery of the batch (not `firstSeen`).
+ */
+export interface RecordedAnswer {
+  outcome: DeliveryOutcome;
+  recordedBefore: boolean;
+  firstSeen: boolean;
+}
+
+export interface RecordedPushes {
+  /** Per delivery, in order. */
+  answers: RecordedAnswer[];
+  /** Per pipeline, the newest run of the batch: the only one left queued. */
+  newest: WaitingRun[];
+  /** Everything the batch wrote, so it can be forgotten if its runs cannot be queued. */
+  runIds: string[];
+  deliveryIds: string[];
+}
+
 interface RunRow {
   id: string;
   pipeline: string;
@@ -135,22 +169,77 @@ export class RunStore {
   createRuns(runs: NewRun[], delivery?: { id: string; event: string }): RunView[] {
     const now = new Date().toISOString();
     const ids = transaction(this.#db, () => {
-      const insertRun = this.#sql(
-        `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at)
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
-      );
-      const insertStage = this.#sql(`INSERT INTO stages (run_id, position, name, status) VALUES (?, ?, ?, 'pending')`);
       const created: string[] = [];
       for (const r of runs) {
         const id = newId('r');
-        insertRun.run(id, r.pipeline, r.trigger, r.commit, r.subject ?? null, r.author ?? null, r.deliveryId ?? null, r.requestedBy ?? null, r.targetImage ?? null, now);
-        STAGE_NAMES.forEach((name, i) => insertStage.run(id, i, name));
+        this.#insertRun(id, r, now);
         created.push(id);
       }
       if (delivery) this.#recordDelivery(delivery.id, delivery.event, { runs: created }, now);
       return created;
     });
     return ids.map((id) => this.getRun(id)!);
+  }
+
+  /**
+   * Records a batch of push deliveries and their runs in one transaction. A delivery
+   * id recorded before, or earlier in the same batch, creates nothing and gets the
+   * recorded outcome. Latest push wins already here: of each pipeline's new runs only
+   * the last one stays queued; the older ones are recorded as superseded by it (they
+   * would have been superseded before starting anyway, and need no queue slot).
+   */
+  recordPushes(pushes: PushDelivery[]): RecordedPushes {
+    const now = new Date().toISOString();
+    return transaction(this.#db, () => {
+      const answers: RecordedAnswer[] = [];
+      const inBatch = new Map<string, RecordedAnswer>();
+      const fresh: { id: string; run: NewRun }[] = [];
+      const deliveryIds: string[] = [];
+      for (const push of pushes) {
+        const earlier = inBatch.get(push.id);
+        if (earlier) {
+          answers.push({ ...earlier, firstSeen: false });
+          continue;
+        }
+        const before = this.findDelivery(push.id);
+        let answer: RecordedAnswer;
+        if (before) {
+          answer = { outcome: before, recordedBefore: true, firstSeen: false };
+        } else {
+          const ids = push.runs.map((run) => {
+            const id = newId('r');
+            fresh.push({ id, run });
+            return id;
+          });
+          answer = { outcome: { runs: ids }, recordedBefore: false, firstSeen: true };
+          this.#recordDelivery(push.id, push.event, answer.outcome, now);
+          deliveryIds.push(push.id);
+        }
+        inBatch.set(push.id, answer);
+        answers.push(answer);
+      }
+      const newest = new Map<string, WaitingRun>();
+      for (const { id, run } of fresh) newest.set(run.pipeline, { id, pipeline: run.pipeline, commit: run.commit });
+      for (const { id, run } of fresh) {
+        const winner = newest.get(run.pipeline)!.id;
+        this.#insertRun(id, run, now, winner === id ? undefined : winner);
+      }
+      return { answers, newest: [...newest.values()], runIds: fresh.map((f) => f.id), deliveryIds };
+    });
+  }
+
+  /** A new run, queued, or (with `supersededBy`) already superseded with its stages skipped. */
+  #insertRun(id: string, r: NewRun, now: string, supersededBy?: string): void {
+    const superseded = supersededBy !== undefined;
+    this.#sql(
+      `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at, finished_at, error, superseded_by)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      id, r.pipeline, r.trigger, superseded ? 'superseded' : 'queued', r.commit, r.subject ?? null, r.author ?? null, r.deliveryId ?? null, r.requestedBy ?? null,
+      r.targetImage ?? null, now, superseded ? now : null, superseded ? `superseded by ${supersededBy}` : null, supersededBy ?? null,
+    );
+    const insertStage = this.#sql('INSERT INTO stages (run_id, position, name, status, finished_at) VALUES (?, ?, ?, ?, ?)');
+    STAGE_NAMES.forEach((name, i) => insertStage.run(id, i, name, superseded ? 'skipped' : 'pending', superseded ? now : null));
   }
 
   recordDelivery(id: string, event: string, outcome: DeliveryOutcome): void {
@@ -166,11 +255,11 @@ export class RunStore {
     return row ? (JSON.parse(row.outcome) as DeliveryOutcome) : undefined;
   }
 
-  /** Undoes createRuns when the runs could not be queued, so a redelivery starts afresh. */
-  forgetRuns(ids: string[], deliveryId?: string): void {
+  /** Undoes createRuns/recordPushes when the runs could not be queued, so a redelivery starts afresh. */
+  forgetRuns(ids: readonly string[], deliveryIds: readonly string[] = []): void {
     transaction(this.#db, () => {
       for (const id of ids) this.#sql('DELETE FROM runs WHERE id = ?').run(id);
-      if (deliveryId) this.#sql('DELETE FROM deliveries WHERE id = ?').run(deliveryId);
+      for (const id of deliveryIds) this.#sql('DELETE FROM deliveries WHERE id = ?').run(id);
     });
   }
 
@@ -347,9 +436,15 @@ export class RunStore {
     return rows.map((r) => this.#view(r));
   }
 
-  /** Ids of this pipeline's queued runs created before `beforeId` (ids sort by time). */
+  /**
+   * Ids of this pipeline's queued runs recorded before run `beforeId`, oldest first.
+   * By insertion order (seq), not by id: ids made in the same millisecond do not sort
+   * by creation, and one ingest batch makes several.
+   */
   queuedRunIdsBefore(pipeline: string, beforeId: string): string[] {
-    return (this.#sql("SELECT id FROM runs WHERE pipeline = ? AND status = 'queued' AND id < ? ORDER BY seq").all(pipeline, beforeId) as { id: string }[]).map((r) => r.id);
+    return (
+      this.#sql("SELECT id FROM runs WHERE pipeline = ? AND status = 'queued' AND seq < (SELECT seq FROM runs WHERE id = ?) ORDER BY seq").all(pipeline, beforeId) as { id: string }[]
+    ).map((r) => r.id);
   }
 
   activeRuns(pipeline: string): RunView[] {

@@ -207,7 +207,10 @@ describe('when Redis is unreachable', () => {
       expect((daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(0);
       const health = await fetch(`${daemon.url}/healthz`);
       expect(health.status).toBe(503);
-      expect((await health.json()).failing).toEqual(['redis']);
+      // Docker's ping may also time out (2 s) on a loaded machine: only pin what is down.
+      const redisDown = (await health.json()).failing;
+      expect(redisDown).toContain('redis');
+      expect(redisDown).not.toContain('store');
     } finally {
       await daemon.close();
     }
@@ -225,7 +228,9 @@ describe('when the store cannot record', () => {
       expect(res.body.error).toMatch(/could not record/);
       const health = await fetch(`${daemon.url}/healthz`);
       expect(health.status).toBe(503);
-      expect((await health.json()).failing).toEqual(['store']);
+      const storeDown = (await health.json()).failing;
+      expect(storeDown).toContain('store');
+      expect(storeDown).not.toContain('redis');
     } finally {
       await daemon.close().catch(() => undefined);
       await disposeQueues(config);

@@ -26,12 +26,9 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
     if (!signature) return reply.code(401).send({ error: 'missing X-Hub-Signature-256 header' });
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const text = raw.toString('utf8');
-    let valid = false;
-    try {
-      valid = await webhooks.verify(text, signature);
-    } catch {
-      valid = false;
-    }
+    // @octokit/webhooks (node:crypto HMAC, constant-time compare). A hand-written check
+    // over the raw Buffer was measured too: no difference in the ingest benchmark.
+    const valid = await webhooks.verify(text, signature).catch(() => false);
     if (!valid) return reply.code(401).send({ error: 'signature does not match' });
 
     let payload: unknown;
@@ -46,17 +43,13 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
     // same answer without any record (most deliveries are these; keep them cheap).
     if (decision.kind === 'ping') return reply.code(200).send({ ok: true });
     if (decision.kind === 'ignore') return reply.code(202).send({ ignored: decision.reason });
+    let accepted;
     try {
-      // No await between looking up the delivery and recording it: no duplicate can slip in.
-      const known = deps.store.findDelivery(delivery);
-      if (known) return reply.code(202).send(known);
-    } catch (err) {
-      return storeUnavailable(req, reply, err, delivery);
-    }
-    let runs;
-    try {
-      runs = await deps.scheduler.submit(
-        decision.pipelines.map((p) => ({
+      // Concurrent pushes are recorded and queued together (Scheduler.submitPush);
+      // a redelivery, even within the same batch, gets the recorded outcome.
+      accepted = await deps.scheduler.submitPush({
+        delivery: { id: delivery, event },
+        runs: decision.pipelines.map((p) => ({
           pipeline: p.name,
           trigger: 'push' as const,
           commit: decision.push.after,
@@ -64,16 +57,15 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
           author: decision.push.headAuthor,
           deliveryId: delivery,
         })),
-        { id: delivery, event },
-      );
+      });
     } catch (err) {
       // Not queued means not accepted: nothing is kept, so GitHub's redelivery starts afresh.
       if (!(err instanceof QueueUnavailable)) return storeUnavailable(req, reply, err, delivery);
       req.log.error({ err: { message: err.message }, delivery }, 'could not enqueue runs');
       return reply.code(503).send({ error: 'queue unavailable; retry later' });
     }
-    req.log.info({ delivery, runs: runs.map((r) => r.id), commit: decision.push.after }, 'push accepted');
-    return reply.code(202).send({ runs: runs.map((r) => r.id) });
+    if (!accepted.redelivery) req.log.info({ delivery, ...accepted.outcome, commit: decision.push.after }, 'push accepted');
+    return reply.code(202).send(accepted.outcome);
   });
 }
 
