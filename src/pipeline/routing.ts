@@ -55,3 +55,33 @@ export function routeWebhook(event: string, payload: unknown, pipelines: Pipelin
     pipelines: matching,
   };
 }
+
+const REF_PREFIX = Buffer.from('{"ref":"');
+/** Refs longer than this are not looked for in the body's first bytes (git allows long ones; GitHub's are short). */
+const REF_WINDOW = 1024;
+
+/**
+ * Answers "ignore" for a push to a ref that no pipeline deploys, from the raw body's
+ * first bytes, without parsing the rest: most deliveries of a busy repository are
+ * pushes to other branches, and parsing their (often large) payloads was most of what
+ * answering them cost. It only answers when it is certain, else returns undefined and
+ * the caller parses as usual:
+ * - the body must begin exactly `{"ref":"…"` (GitHub's push payloads do; `ref` is then
+ *   the top-level key, by JSON's grammar) and the ref must hold no escape;
+ * - a branch counts as deployed if any pipeline has it, whatever the repository, so a
+ *   push to a deployed branch always takes the full path.
+ * The caller has verified the signature: the bytes are GitHub's.
+ */
+export function ignoreByRef(event: string, body: Buffer, pipelines: PipelineConfig[]): { kind: 'ignore'; reason: string } | undefined {
+  if (event !== 'push' || body.length < REF_PREFIX.length + 2 || body.compare(REF_PREFIX, 0, REF_PREFIX.length, 0, REF_PREFIX.length) !== 0) return undefined;
+  const end = body.indexOf(0x22 /* " */, REF_PREFIX.length);
+  if (end < 0 || end - REF_PREFIX.length > REF_WINDOW) return undefined;
+  const raw = body.subarray(REF_PREFIX.length, end);
+  if (raw.includes(0x5c /* \ */)) return undefined;
+  const ref = raw.toString('utf8');
+  if (ref.startsWith('refs/tags/')) return { kind: 'ignore', reason: `tag push ${ref}` };
+  if (!ref.startsWith('refs/heads/')) return { kind: 'ignore', reason: `ref ${ref} is not a branch` };
+  const branch = ref.slice('refs/heads/'.length);
+  if (pipelines.some((pl) => pl.branch === branch)) return undefined;
+  return { kind: 'ignore', reason: `no pipeline for branch ${branch}` };
+}

@@ -2,7 +2,7 @@ import examples from '@octokit/webhooks-examples/api.github.com/index.json' with
 import { describe, expect, it } from 'vitest';
 import type { PipelineConfig } from '../../src/config/types.ts';
 import { DEFAULT_DEPLOY } from '../../src/config/load.ts';
-import { routeWebhook } from '../../src/pipeline/routing.ts';
+import { ignoreByRef, routeWebhook } from '../../src/pipeline/routing.ts';
 
 const push = structuredClone((examples as { name: string; examples: Record<string, any>[] }[]).find((e) => e.name === 'push')!.examples.find((x) => x.ref.startsWith('refs/heads/') && !x.deleted)!);
 const repo = push.repository.full_name as string;
@@ -53,5 +53,44 @@ describe('webhook routing', () => {
 
   it('answers pings', () => {
     expect(routeWebhook('ping', {}, []).kind).toBe('ping');
+  });
+});
+
+describe('ignoreByRef: a push to a branch nobody deploys, answered from the ref alone', () => {
+  const pipelines = [pipeline('a'), pipeline('b', { repo: 'other/repo', branch: 'release' })];
+  const body = (payload: unknown) => Buffer.from(JSON.stringify(payload));
+
+  it('reads the ref of a real GitHub push payload (its first key) and agrees with the full routing', () => {
+    const toFeature = { ...push, ref: 'refs/heads/feature/ünïcode-docs', after: 'c'.repeat(40) };
+    expect(Object.keys(push)[0]).toBe('ref');
+    const quick = ignoreByRef('push', body(toFeature), pipelines);
+    expect(quick).toEqual({ kind: 'ignore', reason: 'no pipeline for branch feature/ünïcode-docs' });
+    expect(routeWebhook('push', toFeature, pipelines).kind).toBe('ignore');
+    expect(ignoreByRef('push', body({ ...push, ref: 'refs/tags/v1.0' }), pipelines)).toEqual({ kind: 'ignore', reason: 'tag push refs/tags/v1.0' });
+  });
+
+  it('leaves every case it cannot be sure of to the full parse', () => {
+    const cases: [string, Buffer][] = [
+      ['a deployed branch', body({ ...push, ref: `refs/heads/${branch}` })],
+      ['a branch deployed for another repository', body({ ...push, ref: 'refs/heads/release' })],
+      ['an escaped character in the ref', body({ ...push, ref: 'refs/heads/a"b' })],
+      ['whitespace before the first key', Buffer.from(` ${JSON.stringify(push)}`)],
+      ['pretty-printed JSON', Buffer.from(JSON.stringify(push, null, 2))],
+      ['another first key', body({ after: 'c'.repeat(40), ...push })],
+      ['a ref that never ends', Buffer.from(`{"ref":"refs/heads/${'x'.repeat(2000)}`)],
+      ['an empty body', Buffer.alloc(0)],
+    ];
+    for (const [what, b] of cases) expect(ignoreByRef('push', b, pipelines), what).toBeUndefined();
+    expect(ignoreByRef('ping', body(push), pipelines)).toBeUndefined();
+  });
+
+  it('never ignores a push the full routing would deploy', () => {
+    for (const ref of ['refs/heads/' + branch, 'refs/heads/release', 'refs/heads/x', 'refs/tags/t', 'refs/pull/1/head', 'refs/heads/' + branch + '/sub']) {
+      const payload = { ...push, ref, after: 'd'.repeat(40), deleted: false };
+      const quick = ignoreByRef('push', body(payload), pipelines);
+      const full = routeWebhook('push', payload, pipelines);
+      if (quick) expect(full.kind, ref).toBe('ignore');
+      else expect([`refs/heads/${branch}`, 'refs/heads/release']).toContain(ref);
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { Webhooks } from '@octokit/webhooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { routeWebhook } from '../../pipeline/routing.ts';
+import { ignoreByRef, routeWebhook } from '../../pipeline/routing.ts';
 import { QueueUnavailable } from '../../queue/scheduler.ts';
 import type { AppDeps } from '../app.ts';
 
@@ -30,6 +30,10 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
     // over the raw Buffer was measured too: no difference in the ingest benchmark.
     const valid = await webhooks.verify(text, signature).catch(() => false);
     if (!valid) return reply.code(401).send({ error: 'signature does not match' });
+
+    // A push to a branch nobody deploys is answered from the ref alone (see ignoreByRef).
+    const early = isJson(req.headers['content-type']) ? ignoreByRef(event, raw, deps.config.pipelines) : undefined;
+    if (early) return reply.code(202).send({ ignored: early.reason });
 
     let payload: unknown;
     try {
@@ -77,6 +81,10 @@ function storeUnavailable(req: FastifyRequest, reply: FastifyReply, err: unknown
 
 function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+function isJson(contentType: string | undefined): boolean {
+  return contentType === undefined || contentType.startsWith('application/json');
 }
 
 /** GitHub can send form-encoded deliveries: the JSON is then the `payload` field. */
