@@ -21,7 +21,7 @@ import { WorkerHost } from './queue/worker-host.ts';
 import { openDatabase } from './store/db.ts';
 import { RunStore } from './store/run-store.ts';
 import { buildApp } from './web/app.ts';
-import { LiveRuns } from './web/live.ts';
+import { LiveRuns, type LiveRunsOptions } from './web/live.ts';
 
 export interface DaemonOptions {
   http: boolean;
@@ -29,6 +29,8 @@ export interface DaemonOptions {
   logger?: Logger;
   /** Port override (tests listen on 0). */
   port?: number;
+  /** Live view limits and timings (tests shorten them). */
+  live?: LiveRunsOptions;
 }
 
 export interface Daemon {
@@ -103,7 +105,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       },
       logger,
     );
-    const liveRuns = new LiveRuns(s);
+    const liveRuns = new LiveRuns(s, opts.live);
     live = liveRuns;
     consumer.on('event', (e: RunEvent) => liveRuns.notify(e.runId));
     consumer.start();

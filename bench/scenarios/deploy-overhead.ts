@@ -108,6 +108,11 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       dockerHost: proxy.host,
       pipelines: [{ name: 'site', repo: REPO, url: repo.url, branch: 'main', image, tag: 'live', services: [service], deploy: { monitor, timeout: '90s' } }],
     });
+    // The deployer prunes its repository's old images after each run (after reporting
+    // the outcome), and the CLI side tags into the same repository: a prune racing the
+    // next CLI build deleted a cached layer under it ("unable to find image"). Pruning is
+    // housekeeping outside the measured time, so it is kept out of the way here.
+    config.pipelines[0]!.retention.images = 1000;
     // Production's default level, written to a file instead of stdout.
     const logger = createLogger('info', createWriteStream(join(tmp, 'daemon.log')));
     daemon = await startDaemon(config, { http: true, worker: true, port: 0, logger });

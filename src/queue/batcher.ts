@@ -25,6 +25,11 @@ export class Batcher<I, O> {
     this.#maxItems = opts.maxItems;
   }
 
+  /** Items added and not yet handed to a flush. */
+  get pending(): number {
+    return this.#pending.length;
+  }
+
   add(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.#pending.push({ item, resolve, reject });

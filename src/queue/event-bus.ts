@@ -185,7 +185,12 @@ export class EventConsumer extends EventEmitter {
         this.#apply(events);
         // Live views read the store, which has these now: tell them before the round
         // trip to acknowledge (a repeat after a failed ack only re-reads the store).
-        for (const e of events) this.emit('event', e);
+        try {
+          for (const e of events) this.emit('event', e);
+        } catch (err) {
+          // A listener's failure must not skip the ack: the batch would be applied twice.
+          this.#log.warn({ err: { message: (err as Error).message } }, 'live view listener failed');
+        }
         const ids = entries.map(([id]) => id);
         await this.#redis.multi().xack(this.#key, this.#group, ...ids).xdel(this.#key, ...ids).exec();
       } catch (err) {

@@ -33,6 +33,8 @@ type PushAnswer = PushAccepted | { error: Error };
 
 /** Bounds one ingest transaction (and so the wait of the pushes behind it). */
 const MAX_PUSHES_PER_BATCH = 200;
+/** Pushes waiting for a batch at most (each holds its parsed payload's fields). */
+const MAX_PUSHES_WAITING = 5000;
 
 /**
  * The store owner's side of the queue: creating and queueing runs, "latest push
@@ -66,6 +68,9 @@ export class Scheduler {
    * batch is kept), or the store's error when it could not record.
    */
   async submitPush(push: PushSubmission): Promise<PushAccepted> {
+    // Pushes pile up here only while Redis or the store is slow: past the cap, answer
+    // 503 now (GitHub redelivers) rather than hold more bodies in memory.
+    if (this.#pushes.pending >= MAX_PUSHES_WAITING) throw new QueueUnavailable(`${MAX_PUSHES_WAITING} pushes already waiting to be recorded`);
     const answer = await this.#pushes.add(push);
     if ('error' in answer) throw answer.error;
     return answer;
@@ -88,11 +93,24 @@ export class Scheduler {
     const failed = added.find((a) => a.status === 'rejected');
     if (failed) {
       // Not queued means not accepted: nothing of the batch is kept, so GitHub's
-      // redeliveries start afresh (a job that did get in is taken out again).
-      await Promise.all(jobs.map(({ run }, i) => added[i]!.status === 'fulfilled' && this.#queues.removeWaiting(run.pipeline, run.id).catch(() => false)));
-      forget();
-      const error = new QueueUnavailable((failed.reason as Error).message);
-      return recorded.answers.map((a) => (a.recordedBefore ? { outcome: a.outcome, redelivery: true } : { error }));
+      // redeliveries start afresh. Every job of the batch is taken out first, the failed
+      // ones too (an add that timed out may still have landed). A job that got in and
+      // cannot be taken out is with a worker already: then the batch stands as recorded
+      // (a 202 for all), and the reconcile loop queues the runs whose job is missing.
+      const out = await Promise.all(
+        jobs.map(({ run }, i) =>
+          this.#queues.removeWaiting(run.pipeline, run.id).then(
+            (removed) => removed || added[i]!.status === 'rejected',
+            () => added[i]!.status === 'rejected',
+          ),
+        ),
+      );
+      if (out.every(Boolean)) {
+        forget();
+        const error = new QueueUnavailable((failed.reason as Error).message);
+        return recorded.answers.map((a) => (a.recordedBefore ? { outcome: a.outcome, redelivery: true } : { error }));
+      }
+      this.#log.warn({ err: { message: (failed.reason as Error).message } }, 'some runs of a push batch could not be queued, but one is already running: the batch is kept; reconcile queues the rest');
     }
     const warn = (run: WaitingRun) => (err: unknown) =>
       this.#log.warn({ err: { message: (err as Error).message }, run: run.id }, 'could not supersede older runs');

@@ -438,8 +438,7 @@ export class RunStore {
 
   /**
    * Ids of this pipeline's queued runs recorded before run `beforeId`, oldest first.
-   * By insertion order (seq), not by id: ids made in the same millisecond do not sort
-   * by creation, and one ingest batch makes several.
+   * By insertion order (seq): the order the store wrote them, whatever made the ids.
    */
   queuedRunIdsBefore(pipeline: string, beforeId: string): string[] {
     return (

@@ -2,12 +2,21 @@ import { isTerminal } from '../pipeline/states.ts';
 import { SSE_PING, sseFrame } from '../lib/sse.ts';
 import type { RunStore } from '../store/run-store.ts';
 
-/** Where a live view writes; `write` returns false when the client is not keeping up. */
+/** Where a live view writes: an HTTP response, seen through what the hub needs of it. */
 export interface LiveSink {
-  write(frame: string): boolean;
+  write(frame: string): void;
   /** Bytes written but not yet taken by the client. */
   buffered(): number;
+  /** Finish the response once the client has read what is buffered. */
   end(): void;
+  /** Drop the connection now, buffered bytes included. */
+  destroy(): void;
+}
+
+interface RunState {
+  json: string;
+  terminal: boolean;
+  status: string;
 }
 
 interface Watcher {
@@ -17,70 +26,101 @@ interface Watcher {
   afterSeq: number;
   /** The last run snapshot sent, to send one only when something changed. */
   lastRun: string;
-  closed: boolean;
+  /** No more frames: the run ended, the client was dropped, or the server is stopping. */
+  detached: boolean;
   /** When the client fell more than maxBufferedBytes behind (0: it keeps up). */
   behindSince: number;
+  endTimer?: NodeJS.Timeout;
 }
 
 export interface LiveRunsOptions {
   /** How often watched runs are re-read even without a notification (store-side changes). */
   pollMs?: number;
   pingMs?: number;
+  /** Open views at most (a view counts until its connection is gone). */
   maxWatchers?: number;
   /** Past this many unread bytes a client is sent nothing more until it catches up... */
   maxBufferedBytes?: number;
-  /** ...and if it stays behind this long it is dropped (it reconnects from its last event id). */
+  /** ...and if it stays behind this long its connection is dropped (it reconnects from its last event id). */
   maxBehindMs?: number;
+  /** Unread bytes of all views together past which new views are refused. */
+  maxTotalBufferedBytes?: number;
+  /** A finished view whose client has not read its last bytes after this long is dropped. */
+  endGraceMs?: number;
 }
 
 /**
  * Live run views over server-sent events. The store is the truth and events are only a
- * nudge: on a nudge (a worker event applied) or a poll tick, each watcher is sent the log
+ * nudge: on a nudge (a worker event applied) or a poll tick, each view is sent the log
  * chunks after the last one it got, and the run if it changed. So a missed or duplicated
  * nudge costs nothing, a reconnect resumes exactly (chunk seq = event id), and runs ended
  * by the store itself (superseded or cancelled while queued) are seen by the poll.
+ *
+ * Memory is bounded per view (maxBufferedBytes plus one log chunk) and in total: a view
+ * counts against the limits until its connection is closed, not merely until the hub
+ * stops writing to it, and connections that do not read are destroyed, not ended.
  */
 export class LiveRuns {
   readonly #store: RunStore;
-  readonly #watchers = new Map<string, Set<Watcher>>();
+  readonly #byRun = new Map<string, Set<Watcher>>();
+  /** Every view whose connection is still open, detached or not. */
+  readonly #open = new Set<Watcher>();
   readonly #dirty = new Set<string>();
   readonly #opts: Required<LiveRunsOptions>;
   #flushScheduled = false;
-  #count = 0;
   #poll: NodeJS.Timeout | undefined;
   #ping: NodeJS.Timeout | undefined;
 
   constructor(store: RunStore, opts: LiveRunsOptions = {}) {
     this.#store = store;
-    this.#opts = { pollMs: 1000, pingMs: 15_000, maxWatchers: 1000, maxBufferedBytes: 4 * 1024 * 1024, maxBehindMs: 60_000, ...opts };
+    this.#opts = {
+      pollMs: 1000,
+      pingMs: 15_000,
+      maxWatchers: 1000,
+      maxBufferedBytes: 1024 * 1024,
+      maxBehindMs: 60_000,
+      maxTotalBufferedBytes: 64 * 1024 * 1024,
+      endGraceMs: 30_000,
+      ...opts,
+    };
   }
 
+  /** Open views (connections not closed yet). */
   get watchers(): number {
-    return this.#count;
+    return this.#open.size;
   }
 
+  /** Whether a new view would exceed the number of views or the memory they may hold. */
   get full(): boolean {
-    return this.#count >= this.#opts.maxWatchers;
+    if (this.#open.size >= this.#opts.maxWatchers) return true;
+    let total = 0;
+    for (const w of this.#open) total += w.sink.buffered();
+    return total >= this.#opts.maxTotalBufferedBytes;
   }
 
   /**
    * Starts sending `runId` to `sink`: the log after chunk `afterSeq`, the run, then
-   * changes until the run ends. Returns the function that stops it.
+   * changes until the run ends. Returns the function to call when the connection closes.
    */
   watch(runId: string, sink: LiveSink, afterSeq: number): () => void {
-    const w: Watcher = { runId, sink, afterSeq, lastRun: '', closed: false, behindSince: 0 };
-    let set = this.#watchers.get(runId);
-    if (!set) this.#watchers.set(runId, (set = new Set()));
+    const w: Watcher = { runId, sink, afterSeq, lastRun: '', detached: false, behindSince: 0 };
+    let set = this.#byRun.get(runId);
+    if (!set) this.#byRun.set(runId, (set = new Set()));
     set.add(w);
-    this.#count++;
+    this.#open.add(w);
     this.#startTimers();
-    this.#send(w);
-    return () => this.#close(w);
+    try {
+      this.#send(w, this.#runState(runId));
+    } catch {
+      this.#detach(w);
+      sink.destroy();
+    }
+    return () => this.#release(w);
   }
 
   /** A worker event for `runId` was applied to the store. */
   notify(runId: string): void {
-    if (!this.#watchers.has(runId)) return;
+    if (!this.#byRun.has(runId)) return;
     this.#dirty.add(runId);
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
@@ -95,76 +135,105 @@ export class LiveRuns {
 
   /** Ends every stream (shutdown): clients reconnect to whichever process serves next. */
   closeAll(): void {
-    for (const set of this.#watchers.values()) for (const w of set) this.#close(w);
+    for (const w of this.#open) {
+      this.#detach(w);
+      w.sink.destroy();
+    }
+  }
+
+  #runState(runId: string): RunState | undefined {
+    const run = this.#store.getRun(runId);
+    return run ? { json: JSON.stringify(run), terminal: isTerminal(run.status), status: run.status } : undefined;
   }
 
   #sendRun(runId: string): void {
-    for (const w of this.#watchers.get(runId) ?? []) this.#send(w);
+    const set = this.#byRun.get(runId);
+    if (!set) return;
+    // One read of the run for all its views (a busy run may have many tabs open).
+    let state: RunState | undefined;
+    try {
+      state = this.#runState(runId);
+    } catch {
+      return; // the store is failing: try again on the next nudge or tick
+    }
+    for (const w of set) this.#send(w, state);
   }
 
-  #send(w: Watcher): void {
-    if (w.closed) return;
+  #send(w: Watcher, run: RunState | undefined): void {
+    if (w.detached) return;
     try {
       if (w.sink.buffered() > this.#opts.maxBufferedBytes) {
         w.behindSince ||= Date.now();
-        if (Date.now() - w.behindSince > this.#opts.maxBehindMs) this.#close(w);
+        if (Date.now() - w.behindSince > this.#opts.maxBehindMs) {
+          this.#detach(w);
+          w.sink.destroy();
+        }
         return;
       }
       w.behindSince = 0;
-      for (;;) {
-        const chunks = this.#store.logChunksAfter(w.runId, w.afterSeq, 200);
+      let more = true;
+      while (more && w.sink.buffered() <= this.#opts.maxBufferedBytes) {
+        const chunks = this.#store.logChunksAfter(w.runId, w.afterSeq, 50);
+        more = chunks.length === 50;
         for (const c of chunks) {
           w.sink.write(sseFrame('log', JSON.stringify({ stage: c.stage, text: c.text }), c.seq));
           w.afterSeq = c.seq;
+          if (w.sink.buffered() > this.#opts.maxBufferedBytes) break;
         }
-        if (chunks.length < 200) break;
-        if (w.sink.buffered() > this.#opts.maxBufferedBytes) break;
       }
-      const run = this.#store.getRun(w.runId);
-      if (!run) {
+      if (run === undefined) {
         w.sink.write(sseFrame('gone', JSON.stringify({ id: w.runId })));
-        this.#close(w);
+        this.#finish(w);
         return;
       }
-      const json = JSON.stringify(run);
-      if (json !== w.lastRun) {
-        w.lastRun = json;
-        w.sink.write(sseFrame('run', json));
+      if (run.json !== w.lastRun) {
+        w.lastRun = run.json;
+        w.sink.write(sseFrame('run', run.json));
       }
-      if (isTerminal(run.status) && this.#store.logChunksAfter(w.runId, w.afterSeq, 1).length === 0) {
+      if (run.terminal && this.#store.logChunksAfter(w.runId, w.afterSeq, 1).length === 0) {
         w.sink.write(sseFrame('end', JSON.stringify({ status: run.status })));
-        this.#close(w);
+        this.#finish(w);
       }
     } catch {
-      // A store error or a dead socket ends this stream only; the client reconnects.
-      this.#close(w);
+      // A store error or a dead socket ends this view only; the client reconnects.
+      this.#detach(w);
+      w.sink.destroy();
     }
   }
 
-  #close(w: Watcher): void {
-    if (w.closed) return;
-    w.closed = true;
-    const set = this.#watchers.get(w.runId);
+  /** Last frame sent: end the response, and drop it if the client never reads it. */
+  #finish(w: Watcher): void {
+    this.#detach(w);
+    w.sink.end();
+    w.endTimer = setTimeout(() => w.sink.destroy(), this.#opts.endGraceMs);
+    w.endTimer.unref();
+  }
+
+  /** Sends nothing more to this view; it still counts until its connection closes. */
+  #detach(w: Watcher): void {
+    if (w.detached) return;
+    w.detached = true;
+    const set = this.#byRun.get(w.runId);
     set?.delete(w);
-    if (set?.size === 0) this.#watchers.delete(w.runId);
-    this.#count--;
-    try {
-      w.sink.end();
-    } catch {
-      // already gone
-    }
-    if (this.#count === 0) this.#stopTimers();
+    if (set?.size === 0) this.#byRun.delete(w.runId);
+  }
+
+  #release(w: Watcher): void {
+    this.#detach(w);
+    clearTimeout(w.endTimer);
+    this.#open.delete(w);
+    if (this.#open.size === 0) this.#stopTimers();
   }
 
   #startTimers(): void {
     if (this.#poll) return;
     this.#poll = setInterval(() => {
-      // Deleting a Map entry while iterating it is safe: closed runs just drop out.
-      for (const id of this.#watchers.keys()) this.#sendRun(id);
+      // Deleting a Map entry while iterating it is safe: finished runs just drop out.
+      for (const id of this.#byRun.keys()) this.#sendRun(id);
     }, this.#opts.pollMs);
     this.#poll.unref();
     this.#ping = setInterval(() => {
-      for (const set of this.#watchers.values()) for (const w of set) w.sink.write(SSE_PING);
+      for (const set of this.#byRun.values()) for (const w of set) w.sink.write(SSE_PING);
     }, this.#opts.pingMs);
     this.#ping.unref();
   }

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
@@ -23,7 +24,9 @@ describe('live run events (SSE)', () => {
 
   beforeAll(async () => {
     config = testConfig({ pipelines: [{ name: 'site', repo: 'acme/live', image: '127.0.0.1:5999/live', services: [] }] });
-    daemon = await startDaemon(config, { http: true, worker: false, port: 0 });
+    // No poll here (an hour): whatever a view receives came from the worker events'
+    // nudges, so a broken nudge fails the lock-step test instead of hiding behind the poll.
+    daemon = await startDaemon(config, { http: true, worker: false, port: 0, live: { pollMs: 3_600_000 } });
     url = daemon.url!;
     redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   });
@@ -41,12 +44,12 @@ describe('live run events (SSE)', () => {
   };
 
   /** Collects a stream's messages in the background; `until` waits for one to match. */
-  const follow = (path: string, headers: Record<string, string> = {}) => {
+  const follow = (path: string, headers: Record<string, string> = {}, base = url) => {
     const abort = new AbortController();
     const messages: SseMessage[] = [];
     const waiters: { test: (m: SseMessage) => boolean; resolve: (m: SseMessage) => void }[] = [];
     const done = (async () => {
-      for await (const m of readSse(`${url}${path}`, { signal: abort.signal, headers })) {
+      for await (const m of readSse(`${base}${path}`, { signal: abort.signal, headers })) {
         messages.push(m);
         const matched = waiters.filter((w) => w.test(m));
         for (const w of matched) {
@@ -118,20 +121,75 @@ describe('live run events (SSE)', () => {
     const replay = follow(`/api/runs/${runId}/events?after=0`);
     await replay.until((m) => m.event === 'end');
     expect(replay.logText()).toBe(stored);
+    // A browser reconnecting after the end, with nothing new, is told to stop (204).
+    const again = await fetch(`${url}/api/runs/${runId}/events`, { headers: { 'last-event-id': logEvents.at(-1)!.id! } });
+    expect(again.status).toBe(204);
     await waitForZeroWatchers();
   });
 
-  it('sees a run the store ends by itself (superseded while waiting)', async () => {
-    const older = await push('2'.repeat(40));
-    const view = follow(`/api/runs/${older}/events`);
-    await view.until((m) => m.event === 'run');
-    const newer = await push('3'.repeat(40));
-    const end = await view.until((m) => m.event === 'end');
-    expect(JSON.parse(end.data)).toEqual({ status: 'superseded' });
-    const last = view.messages.filter((m) => m.event === 'run').at(-1)!;
-    expect(JSON.parse(last.data)).toMatchObject({ status: 'superseded', supersededBy: newer });
-    await view.done;
-    expect((await waitForRun(url, older)).status).toBe('superseded');
+  it('sees a run the store ends by itself (superseded while waiting), through the poll', async () => {
+    const cfg = testConfig({ pipelines: [{ name: 'site', repo: 'acme/live', image: '127.0.0.1:5999/live', services: [] }] });
+    const polled = await startDaemon(cfg, { http: true, worker: false, port: 0, live: { pollMs: 200 } });
+    try {
+      const send = async (sha: string) => (await deliver(polled.url!, pushPayload('acme/live', 'main', sha, 'live'))).body.runs[0] as string;
+      const older = await send('2'.repeat(40));
+      const view = follow(`/api/runs/${older}/events`, {}, polled.url!);
+      await view.until((m) => m.event === 'run');
+      const newer = await send('3'.repeat(40));
+      const end = await view.until((m) => m.event === 'end');
+      expect(JSON.parse(end.data)).toEqual({ status: 'superseded' });
+      const last = view.messages.filter((m) => m.event === 'run').at(-1)!;
+      expect(JSON.parse(last.data)).toMatchObject({ status: 'superseded', supersededBy: newer });
+      await view.done;
+      expect((await waitForRun(polled.url!, older)).status).toBe('superseded');
+    } finally {
+      await polled.close();
+      await disposeQueues(cfg);
+    }
+  });
+
+  it('holds back from a client that does not read, then drops it; a reader gets everything', async () => {
+    const cfg = testConfig({ pipelines: [{ name: 'site', repo: 'acme/live', image: '127.0.0.1:5999/live', services: [] }] });
+    const limits = { maxBufferedBytes: 256 * 1024, maxBehindMs: 1500, endGraceMs: 2000, pollMs: 200 };
+    const small = await startDaemon(cfg, { http: true, worker: false, port: 0, live: limits });
+    const r = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+    try {
+      const res = await deliver(small.url!, pushPayload('acme/live', 'main', '6'.repeat(40), 'big'));
+      const runId = res.body.runs[0] as string;
+      // 8 MiB of log (under the 10 MiB the worker keeps), then the run ends.
+      const reporter = new StreamReporter(r, cfg.redisPrefix);
+      const line = 'x'.repeat(1000);
+      for (let i = 0; i < 8 * 1024; i++) reporter.emit({ type: 'log', runId, stage: 'build', at: new Date().toISOString(), lines: [`${i} ${line}`] });
+      reporter.emit({ type: 'run.finished', runId, status: 'failed', at: new Date().toISOString(), error: 'big log' });
+      await reporter.flush();
+      await waitForRun(small.url!, runId);
+
+      // A raw client that asks for the whole log and never reads.
+      const port = Number(new URL(small.url!).port);
+      const sock = connect(port, '127.0.0.1');
+      sock.on('error', () => undefined); // the server resets it: expected
+      sock.pause();
+      sock.write(`GET /api/runs/${runId}/events?after=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+      const waitFor = async (what: string, ok: () => boolean, ms: number) => {
+        const until = Date.now() + ms;
+        while (!ok() && Date.now() < until) await new Promise((res2) => setTimeout(res2, 50));
+        expect(ok(), what).toBe(true);
+      };
+      await waitFor('the view opened', () => small.live!.watchers === 1, 5000);
+      // The server's side of the connection goes (a view counts until then), after about
+      // maxBehindMs, or endGraceMs if the kernel's socket buffers took the whole log.
+      await waitFor('the server dropped the client that does not read', () => small.live!.watchers === 0, 15_000);
+      sock.destroy();
+
+      // A client that reads gets the whole log, in order, however slow the server held back.
+      const reader = follow(`/api/runs/${runId}/events?after=0`, {}, small.url!);
+      await reader.until((m) => m.event === 'end', 30_000);
+      expect(reader.logText()).toBe(await runLog(small.url!, runId));
+    } finally {
+      r.disconnect();
+      await small.close();
+      await disposeQueues(cfg);
+    }
   });
 
   it('lets go of a client that disconnects, and refuses bad requests without opening a stream', async () => {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { isTerminal } from '../../pipeline/states.ts';
 import type { AppDeps } from '../app.ts';
 
 const RunParams = Type.Object({ id: Type.String({ pattern: '^r[a-z0-9]{8,30}$' }) });
@@ -14,7 +15,9 @@ export const LIVE_TAIL_LINES = 2000;
  *   event `run`  data = the run, as GET /api/runs/:id, whenever it changes
  *   event `end`  data {status}: the run is over; the server closes the stream
  * A reconnecting EventSource sends Last-Event-ID and gets exactly the chunks after it;
- * `?after=N` does the same by hand (0 = the whole log).
+ * `?after=N` does the same by hand (0 = the whole log). A reconnect to a run that is
+ * over with nothing new gets 204 (EventSource then stops). 503 when too many views are
+ * open or they hold too much unread data.
  */
 export async function liveRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   app.addHook('preClose', async () => deps.live.closeAll());
@@ -28,6 +31,11 @@ export async function liveRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       if (deps.live.full) return reply.code(503).header('retry-after', '10').send({ error: 'too many live views open; retry later' });
       const lastEventId = req.headers['last-event-id'];
       const resumeAt = typeof lastEventId === 'string' && /^\d{1,12}$/.test(lastEventId) ? Number(lastEventId) : undefined;
+      // An EventSource reconnecting to a run that is over, with nothing new for it: 204
+      // is the one answer that makes a browser stop reconnecting.
+      if (resumeAt !== undefined && isTerminal(run.status) && deps.store.logChunksAfter(run.id, resumeAt, 1).length === 0) {
+        return reply.code(204).send();
+      }
       const after = resumeAt ?? req.query.after ?? deps.store.logTailStart(run.id, LIVE_TAIL_LINES);
 
       // From here on the response is ours: Fastify's hooks (and its headers) no longer run.
@@ -43,14 +51,15 @@ export async function liveRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
         'x-content-type-options': 'nosniff',
       });
       res.write('retry: 2000\n\n');
-      const stop = deps.live.watch(run.id, {
-        write: (frame) => res.write(frame),
+      const release = deps.live.watch(run.id, {
+        write: (frame) => void res.write(frame),
         buffered: () => res.writableLength,
         end: () => res.end(),
+        destroy: () => res.destroy(),
       }, after);
       // The response's close (not the request's, which fires once a GET is read) is the
-      // client going away.
-      res.on('close', stop);
+      // connection gone: only then is the view's memory free.
+      res.on('close', release);
       req.log.debug({ run: run.id, after }, 'live view opened');
     },
   );

@@ -21,8 +21,9 @@ const LOG_TAIL_LINES = 2000;
 /**
  * While a run is not over, its page follows it over server-sent events: log chunks are
  * appended (as text, never markup), the status and stages update in place, and the page
- * reloads once at the end for the final services table. If the stream cannot be opened
- * at all (a proxy that blocks it), the page falls back to reloading every 5 s.
+ * reloads once at the end for the final services table. If the browser gives up on the
+ * stream (refused, or a proxy that blocks it), the page reloads after 5 s instead, so it
+ * never silently stops following the run.
  */
 function liveScript(runId: string, afterSeq: number): string {
   return `<script>
@@ -30,8 +31,8 @@ function liveScript(runId: string, afterSeq: number): string {
 const pre=document.querySelector('pre.log'),status=document.getElementById('run-status');
 const badge=(s)=>{const b=document.createElement('span');b.className='s s-'+s;b.textContent=s;return b};
 const es=new EventSource('/api/runs/${runId}/events?after=${afterSeq}');
-let opened=false;es.onopen=()=>{opened=true};
-es.onerror=()=>{if(!opened&&es.readyState===2)setTimeout(()=>location.reload(),5000)};
+es.onerror=()=>{if(es.readyState===2)setTimeout(()=>location.reload(),5000)};
+es.addEventListener('gone',()=>{es.close();location.reload()});
 es.addEventListener('log',(e)=>{const d=JSON.parse(e.data);const end=pre.scrollTop+pre.clientHeight>=pre.scrollHeight-4;
 pre.append(d.text);if(pre.textContent.length>4e6)pre.textContent=pre.textContent.slice(-2e6);if(end)pre.scrollTop=pre.scrollHeight});
 es.addEventListener('run',(e)=>{const r=JSON.parse(e.data);status.replaceChildren(badge(r.status));
