@@ -93,7 +93,9 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     // (A) `docker build` of the same files, its output read line by line as it comes.
     const viaDocker = async (): Promise<Round> => {
       await writeFiles(ctxDir, files(lines, `a-${n++}-${Date.now()}`));
-      const child = spawn('docker', ['build', '--force-rm', '--tag', `${image}:cli`, ctxDir], {
+      // Its own repository: the deployer prunes old images of the pipeline's repository
+      // after each run, and a prune racing this build once deleted a layer under it.
+      const child = spawn('docker', ['build', '--force-rm', '--tag', `${image}-cli:latest`, ctxDir], {
         env: baseEnv({ DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false', DOCKER_CONFIG: join(tmp, 'docker-config') }),
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -188,6 +190,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       async () => prefix && redisUrl && clearRedis(redisUrl, prefix, ['site']),
       () => removeDataDir(dataDir),
       async () => (registry ? removeImages(`${registry.host}/${imageRepo}`) : undefined),
+      async () => (registry ? removeImages(`${registry.host}/${imageRepo}-cli`) : undefined),
       async () => registry?.stop(),
       async () => repo?.cleanup(),
       () => rm(tmp, { recursive: true, force: true }),
