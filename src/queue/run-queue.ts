@@ -55,13 +55,14 @@ export class RunQueues {
    * a job a worker holds, so `true` means the run will certainly not start.
    */
   async removeWaiting(pipeline: string, runId: string): Promise<boolean> {
-    const job = await this.#queue(pipeline).getJob(runId);
+    // Like enqueue, bounded: BullMQ would wait for a lost connection forever.
+    const job = await withTimeout(this.#queue(pipeline).getJob(runId), ENQUEUE_TIMEOUT_MS, 'Redis did not answer');
     if (!job) return false;
     try {
-      await job.remove();
+      await withTimeout(job.remove(), ENQUEUE_TIMEOUT_MS, 'Redis did not answer');
       return true;
     } catch {
-      return false; // active: a worker has it
+      return false; // active: a worker has it (or Redis went away: then it is not removed either)
     }
   }
 

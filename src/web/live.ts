@@ -133,11 +133,18 @@ export class LiveRuns {
     });
   }
 
-  /** Ends every stream (shutdown): clients reconnect to whichever process serves next. */
+  /**
+   * Ends every stream (shutdown): clients reconnect to whichever process serves next.
+   * Ended cleanly, but a client that does not read gets a second, not the usual grace,
+   * so it cannot hold up the shutdown.
+   */
   closeAll(): void {
     for (const w of this.#open) {
       this.#detach(w);
-      w.sink.destroy();
+      clearTimeout(w.endTimer);
+      w.sink.end();
+      w.endTimer = setTimeout(() => w.sink.destroy(), 1000);
+      w.endTimer.unref();
     }
   }
 
