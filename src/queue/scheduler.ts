@@ -122,17 +122,17 @@ export class Scheduler {
   }
 
   /**
-   * Records the runs (and the delivery) and queues them; only then is the push
-   * accepted. Older runs of the same pipeline still waiting are superseded; with
+   * Records runs that are not webhook pushes (rebuild, rollback, poll) and queues them,
+   * one at a time. Older runs of the same pipeline still waiting are superseded; with
    * `cancelSuperseded`, a run still before deploy is stopped too.
    */
-  async submit(runs: NewRun[], delivery?: { id: string; event: string }): Promise<RunView[]> {
-    const created = this.#store.createRuns(runs, delivery);
+  async submit(runs: NewRun[]): Promise<RunView[]> {
+    const created = this.#store.createRuns(runs);
     const held = (r: RunView) => (r.trigger === 'push' || r.trigger === 'poll') && this.#store.pauseOf(r.pipeline) !== undefined;
     try {
       for (const run of created) if (!held(run)) await this.#queues.enqueue(this.#jobOf(run));
     } catch (err) {
-      this.#store.forgetRuns(created.map((r) => r.id), delivery ? [delivery.id] : []);
+      this.#store.forgetRuns(created.map((r) => r.id));
       throw new QueueUnavailable((err as Error).message);
     }
     for (const run of created) {
