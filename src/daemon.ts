@@ -90,6 +90,18 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     store = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
     // Producers fail fast: a webhook must get 503 promptly when Redis is down.
     const producer = connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
+    // Without an offline queue, a command sent before the connection is ready fails at
+    // once: a webhook (or /healthz) in the first milliseconds would get a needless 503.
+    // So listening waits for Redis a little; a Redis that is down does not stop start-up.
+    const producerReady = new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        producer.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, 3000);
+      producer.once('ready', done);
+    });
     const queues = new RunQueues(producer, config.redisPrefix, config.pipelines.map((p) => p.name));
     const scheduler = new Scheduler({ store, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
     const poller = new BranchPoller({ config, heads: new GitSource(config), store, scheduler, log: logger });
@@ -127,6 +139,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     scheduler.start();
     poller.start();
     drift.start();
+    await producerReady;
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
     url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;

@@ -193,6 +193,27 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
   });
 });
 
+describe('right after start-up', () => {
+  // The producer connection has no offline queue (webhooks must fail fast when Redis is
+  // down), so a command before it is ready fails at once: before the daemon waited for
+  // it, every one of 10 fresh starts answered this first push 503 and /healthz "redis".
+  it('accepts the very first push and reports Redis healthy', async () => {
+    const config = testConfig({ pipelines: [{ name: 'site', repo: REPO, image: '127.0.0.1:5999/site' }] });
+    const daemon = await startDaemon(config, { http: true, worker: false, port: 0 });
+    try {
+      const [res, health] = await Promise.all([
+        deliver(daemon.url!, pushPayload(REPO, 'main', sha('f'))),
+        fetch(`${daemon.url}/healthz`).then(async (r) => (await r.json()) as { failing: string[] }),
+      ]);
+      expect(res.status).toBe(202);
+      expect(health.failing).not.toContain('redis');
+    } finally {
+      await daemon.close();
+      await disposeQueues(config);
+    }
+  });
+});
+
 describe('when Redis is unreachable', () => {
   it('answers webhooks with 503 (so GitHub redelivers), records nothing, and /healthz names redis', async () => {
     const config = testConfig({ redisUrl: 'redis://127.0.0.1:1', pipelines: [{ name: 'site', repo: REPO, image: '127.0.0.1:5999/site' }] });
