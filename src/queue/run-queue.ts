@@ -39,13 +39,24 @@ export class RunQueues {
     }
   }
 
+  /**
+   * BullMQ waits for a lost connection forever (add, getJob, remove alike). Callers here
+   * answer HTTP requests or run the reconcile loop, so: fail at once when the connection
+   * is known to be down, and give up after ENQUEUE_TIMEOUT_MS when Redis stops answering
+   * (or is still being connected to).
+   */
+  #bounded<T>(work: () => Promise<T>, what: string): Promise<T> {
+    const status = this.#connection.status;
+    if (status === 'reconnecting' || status === 'close' || status === 'end') return Promise.reject(new Error(`Redis is not connected (${status})`));
+    return withTimeout(work(), ENQUEUE_TIMEOUT_MS, what);
+  }
+
   async enqueue(data: RunJobData): Promise<void> {
     const q = this.#queue(data.pipeline);
     // BullMQ waits for a connection indefinitely; a webhook must fail fast instead, so
     // GitHub gets a 503 and redelivers.
-    await withTimeout(
-      q.add('run', data, { jobId: data.runId, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } }),
-      ENQUEUE_TIMEOUT_MS,
+    await this.#bounded(
+      () => q.add('run', data, { jobId: data.runId, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } }),
       'Redis did not accept the job',
     );
   }
@@ -55,11 +66,10 @@ export class RunQueues {
    * a job a worker holds, so `true` means the run will certainly not start.
    */
   async removeWaiting(pipeline: string, runId: string): Promise<boolean> {
-    // Like enqueue, bounded: BullMQ would wait for a lost connection forever.
-    const job = await withTimeout(this.#queue(pipeline).getJob(runId), ENQUEUE_TIMEOUT_MS, 'Redis did not answer');
+    const job = await this.#bounded(() => this.#queue(pipeline).getJob(runId), 'Redis did not answer');
     if (!job) return false;
     try {
-      await withTimeout(job.remove(), ENQUEUE_TIMEOUT_MS, 'Redis did not answer');
+      await this.#bounded(() => job.remove(), 'Redis did not answer');
       return true;
     } catch {
       return false; // active: a worker has it (or Redis went away: then it is not removed either)
@@ -68,9 +78,9 @@ export class RunQueues {
 
   /** The job's state, or 'missing' if the queue has no such job. */
   async jobState(pipeline: string, runId: string): Promise<{ state: string; failedReason?: string }> {
-    const job = await this.#queue(pipeline).getJob(runId);
+    const job = await this.#bounded(() => this.#queue(pipeline).getJob(runId), 'Redis did not answer');
     if (!job) return { state: 'missing' };
-    const state = await job.getState();
+    const state = await this.#bounded(() => job.getState(), 'Redis did not answer');
     return state === 'failed' ? { state, failedReason: job.failedReason } : { state };
   }
 
