@@ -35,13 +35,19 @@ export function ownerOf(url: string): string {
   return url.replace(/^file:\/\//, '');
 }
 
-export function summarizeProfile(file: string, top = 25): ProfileSummary {
+/** A profile, its nodes by id, and each node's self time in ms (from the samples). */
+function loadProfile(file: string) {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   const samples = p.samples ?? [];
   const deltas = p.timeDeltas ?? [];
   for (let i = 0; i < samples.length; i++) self.set(samples[i]!, (self.get(samples[i]!) ?? 0) + (deltas[i] ?? 0) / 1000);
+  return { p, byId, self };
+}
+
+export function summarizeProfile(file: string, top = 25): ProfileSummary {
+  const { p, byId, self } = loadProfile(file);
   let total = 0;
   let idle = 0;
   const fn = new Map<string, { name: string; where: string; selfMs: number }>();
@@ -94,14 +100,9 @@ export function renderSummary(s: ProfileSummary): string {
  * callers (innermost first), heaviest chains first.
  */
 export function callersOf(file: string, functionName: string, depth = 4, top = 10): { chain: string; selfMs: number }[] {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const { p, byId, self } = loadProfile(file);
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const self = new Map<number, number>();
-  const samples = p.samples ?? [];
-  const deltas = p.timeDeltas ?? [];
-  for (let i = 0; i < samples.length; i++) self.set(samples[i]!, (self.get(samples[i]!) ?? 0) + (deltas[i] ?? 0) / 1000);
   const chains = new Map<string, number>();
   for (const [id, ms] of self) {
     if (byId.get(id)?.callFrame.functionName !== functionName) continue;
@@ -121,12 +122,7 @@ export function callersOf(file: string, functionName: string, depth = 4, top = 1
 
 /** Inclusive time (self + callees) of each named function, outermost occurrences only. */
 export function inclusiveTimes(file: string, names: string[]): { name: string; totalMs: number; busyShare: number }[] {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const self = new Map<number, number>();
-  const samples = p.samples ?? [];
-  const deltas = p.timeDeltas ?? [];
-  for (let i = 0; i < samples.length; i++) self.set(samples[i]!, (self.get(samples[i]!) ?? 0) + (deltas[i] ?? 0) / 1000);
+  const { p, byId, self } = loadProfile(file);
   let busy = 0;
   for (const [id, ms] of self) if (byId.get(id)?.callFrame.functionName !== '(idle)') busy += ms;
   const root = p.nodes[0]!;

@@ -128,7 +128,9 @@ export class Scheduler {
    */
   async submit(runs: NewRun[]): Promise<RunView[]> {
     const created = this.#store.createRuns(runs);
-    const held = (r: RunView) => (r.trigger === 'push' || r.trigger === 'poll') && this.#store.pauseOf(r.pipeline) !== undefined;
+    // A paused pipeline holds what the branch brings in (webhook pushes take submitPush);
+    // a rebuild or rollback asked by hand runs anyway.
+    const held = (r: RunView) => r.trigger === 'poll' && this.#store.pauseOf(r.pipeline) !== undefined;
     try {
       for (const run of created) if (!held(run)) await this.#queues.enqueue(this.#jobOf(run));
     } catch (err) {

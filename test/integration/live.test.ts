@@ -170,11 +170,6 @@ describe('live run events (SSE)', () => {
       sock.on('error', () => undefined); // the server resets it: expected
       sock.pause();
       sock.write(`GET /api/runs/${runId}/events?after=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
-      const waitFor = async (what: string, ok: () => boolean, ms: number) => {
-        const until = Date.now() + ms;
-        while (!ok() && Date.now() < until) await new Promise((res2) => setTimeout(res2, 50));
-        expect(ok(), what).toBe(true);
-      };
       await waitFor('the view opened', () => small.live!.watchers === 1, 5000);
       // The server's side of the connection goes (a view counts until then), after about
       // maxBehindMs, or endGraceMs if the kernel's socket buffers took the whole log.
@@ -225,9 +220,14 @@ describe('live run events (SSE)', () => {
     expect(d.live!.watchers).toBe(0);
   });
 
-  async function waitForZeroWatchers(): Promise<void> {
-    const deadline = Date.now() + 5000;
-    while (daemon!.live!.watchers > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(daemon!.live!.watchers).toBe(0);
+  /** Polls `ok` for up to `ms`, then asserts it (with `what` as the message). */
+  async function waitFor(what: string, ok: () => boolean, ms: number): Promise<void> {
+    const until = Date.now() + ms;
+    while (!ok() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(ok(), what).toBe(true);
+  }
+
+  function waitForZeroWatchers(): Promise<void> {
+    return waitFor('every live view let go', () => daemon!.live!.watchers === 0, 5000);
   }
 });
