@@ -47,7 +47,7 @@ function loadProfile(file: string) {
 }
 
 export function summarizeProfile(file: string, top = 25): ProfileSummary {
-  const { p, byId, self } = loadProfile(file);
+  const { byId, self } = loadProfile(file);
   let total = 0;
   let idle = 0;
   const fn = new Map<string, { name: string; where: string; selfMs: number }>();
