@@ -37,6 +37,34 @@ fi
 # dockerd from docker.io, but the client may be a newer one in /usr/local/bin: either works.
 command -v docker >/dev/null || { log "no docker client found"; exit 1; }
 
+# 1b. A current Docker engine (step 1 installed bookworm's docker.io first, so containerd and
+#     runc stay Debian 12's when trixie's engine replaces it). Debian 12's docker.io is 20.10 (years out of support; its
+#     BuildKit lacks COPY --link, heredocs, HEALTHCHECK --start-interval). Debian trixie's
+#     docker.io 26 + buildx + compose need only libc6 >= 2.34, so those four packages come
+#     from trixie, pinned at priority 100 so nothing else ever does. Only when the engine
+#     this script would start itself is older: an engine that already answers is reused
+#     as it is (see step 5).
+MIN_ENGINE_MAJOR=26
+engine_major() { dockerd --version 2>/dev/null | sed -n 's/^Docker version \([0-9]*\)\..*/\1/p'; }
+own_engine_answers() { DOCKER_HOST="unix://$run/docker.sock" timeout 5 docker version >/dev/null 2>&1; }
+system_engine_answers() { [ -n "${DOCKER_HOST:-}" ] && timeout 5 docker version >/dev/null 2>&1 || DOCKER_HOST=unix:///var/run/docker.sock timeout 5 docker version >/dev/null 2>&1; }
+if ! system_engine_answers && ! own_engine_answers && [ "$(engine_major || echo 0)" -lt "$MIN_ENGINE_MAJOR" ]; then
+  log "installing Docker $MIN_ENGINE_MAJOR (docker.io, docker-cli, docker-buildx, docker-compose) from Debian trixie"
+  export DEBIAN_FRONTEND=noninteractive
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+  [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" >/etc/apt/sources.list.d/trixie.sources
+  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >/etc/apt/preferences.d/trixie
+  # The package would start a system dockerd; this script starts its own (step 5).
+  policy_added=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy_added=1; fi
+  apt-get update -qq
+  apt-get install -y -qq -t trixie docker.io docker-cli docker-buildx docker-compose >/dev/null
+  [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  command -v systemctl >/dev/null && systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+  log "dockerd is now $(dockerd --version)"
+fi
+
 # 2. Node.js 24: the system one if recent enough, else a private copy from the npm registry.
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 NODE=$(command -v node || true)
