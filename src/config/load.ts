@@ -6,6 +6,7 @@ import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { ConfigSchema } from './schema.ts';
+import { resolveRollbackCheck, resolveVerified } from './verify.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
 
 export interface ConfigIssue {
@@ -135,6 +136,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       targets.push({ service: s, docker });
     });
     const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
+    const verified = resolveVerified(p, path, issues);
     const args: Record<string, string> = {};
     for (const [k, v] of Object.entries((p.build?.args ?? {}) as Record<string, unknown>)) args[k] = String(v);
     pipelines.push({
@@ -167,11 +169,16 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
         ageMs: durationOr(p.retention?.age, DEFAULT_RETENTION.ageMs, `${path}.retention.age`, issues),
         logBytes: sizeOr(p.retention?.logSize, DEFAULT_RETENTION.logBytes, `${path}.retention.logSize`, issues),
         images: p.retention?.images ?? DEFAULT_RETENTION.images,
+        protect: verified.protect,
       },
+      verify: verified.verify,
+      probe: verified.probe,
+      onFailure: verified.onFailure,
       pollMs: p.poll === false ? 0 : durationOr(p.poll, DEFAULT_POLL_MS, `${path}.poll`, issues),
     });
   });
 
+  const rollbackCheckIntervalMs = resolveRollbackCheck(c.rollbackCheckInterval, issues);
   if (issues.length > 0 || !webhookSecret || !adminToken || !listen) throw new ConfigError(file, dedupe(issues));
   const dataDir = resolve(base, c.dataDir ?? './data');
   return {
@@ -187,6 +194,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     docker: defaultDocker,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
     driftIntervalMs: durationOr(c.driftInterval, 60_000, 'driftInterval', issues),
+    rollbackCheckIntervalMs,
     registries,
     worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs: durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues) },
     pipelines,

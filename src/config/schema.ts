@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import { EdgeVerifySchema, OnFailureSchema, ProbeSchema } from './verify.ts';
 
 /**
  * The config file's shape as written by the operator (before secrets and defaults are
@@ -25,6 +26,8 @@ export const DeploySettingsSchema = Type.Object(
     failureAction: Type.Optional(
       Type.Union([Type.Literal('rollback'), Type.Literal('pause'), Type.Literal('continue')]),
     ),
+    verify: Type.Optional(EdgeVerifySchema),
+    probe: Type.Optional(ProbeSchema),
   },
   closed,
 );
@@ -64,11 +67,13 @@ export const PipelineSchema = Type.Object(
           age: Type.Optional(Duration),
           logSize: Type.Optional(Type.Union([Type.String(), Type.Integer({ minimum: 1024 })])),
           images: Type.Optional(Type.Integer({ minimum: 1 })),
+          protect: Type.Optional(Type.Integer({ minimum: 1 })),
         },
         closed,
       ),
     ),
     poll: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
+    onFailure: Type.Optional(OnFailureSchema),
   },
   closed,
 );
@@ -98,6 +103,7 @@ export const ConfigSchema = Type.Object(
     docker: Type.Optional(DockerEndpointSchema),
     instance: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:/@-]{1,200}$' })),
     driftInterval: Type.Optional(Duration),
+    rollbackCheckInterval: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
     registries: Type.Optional(
       Type.Array(
         Type.Object(
