@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'cancelled'
   | 'timed_out'
   | 'not_found'
-  | 'invalid_input';
+  | 'invalid_input'
+  | 'placement_failed';
 
 export class DeployerError extends Error {
   readonly code: ErrorCode;
