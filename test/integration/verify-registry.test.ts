@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RegistryConfig } from '../../src/config/types.ts';
+import { Secret } from '../../src/lib/secret.ts';
+import { manifestRefOf } from '../../src/pipeline/rollback-targets.ts';
+import { RegistryManifests } from '../../src/registry/manifests.ts';
+import { startRegistry, type TestRegistry } from '../support/registry.ts';
+import { siteFiles } from '../support/site.ts';
+import { buildAndPush, cleanupLeftovers, uniqueName } from '../support/swarm.ts';
+
+const creds = (r: TestRegistry, password = r.password): RegistryConfig[] => [{ host: r.host, username: r.username, password: new Secret(password) }];
+
+/** Deletes a manifest as an operator's registry garbage collection would (delete is enabled in the test registry). */
+async function deleteManifest(r: TestRegistry, ref: string): Promise<void> {
+  const m = manifestRefOf(ref)!;
+  const url = `http://${r.host}/v2/${m.repository}/manifests/${m.digest}`;
+  let authorization = `Basic ${Buffer.from(`${r.username}:${r.password}`).toString('base64')}`;
+  if (r.tokenServer) {
+    const t = await fetch(`${r.tokenServer.realm}?service=${r.tokenServer.service}&scope=repository:${m.repository}:delete`, { headers: { authorization } });
+    authorization = `Bearer ${((await t.json()) as { token: string }).token}`;
+  }
+  const res = await fetch(url, { method: 'DELETE', headers: { authorization } });
+  if (res.status !== 202) throw new Error(`DELETE ${url}: ${res.status} ${await res.text()}`);
+}
+
+/**
+ * Issue #15, item 4(b): rollback targets are checked in the registry with HEAD
+ * /v2/<repo>/manifests/<digest>, answering the auth the registry demands: htpasswd basic
+ * auth, and bearer tokens from the realm of a `WWW-Authenticate: Bearer` challenge
+ * (a real distribution registry with token auth, verifying JWTs from our token service).
+ */
+describe('registry manifest checks against real registries', () => {
+  let basic: TestRegistry;
+  let token: TestRegistry;
+  const refs: Record<string, string> = {};
+
+  beforeAll(async () => {
+    await cleanupLeftovers();
+    [basic, token] = await Promise.all([startRegistry({ auth: true }), startRegistry({ auth: 'token' })]);
+    const repo = uniqueName('rg-site');
+    const [a, b, c] = await Promise.all([
+      buildAndPush(basic, repo, siteFiles('kept\n')),
+      buildAndPush(basic, repo, siteFiles('deleted\n')),
+      buildAndPush(token, repo, siteFiles('behind a token\n')),
+    ]);
+    refs.kept = a.ref;
+    refs.deleted = b.ref;
+    refs.token = c.ref;
+  });
+
+  afterAll(async () => {
+    await basic?.stop();
+    await token?.stop();
+  });
+
+  it('basic auth: present, then missing once the manifest is deleted; the other image is untouched', async () => {
+    const checker = new RegistryManifests(creds(basic));
+    expect(await checker.check(manifestRefOf(refs.deleted!)!)).toEqual({ state: 'present' });
+    await deleteManifest(basic, refs.deleted!);
+    const gone = await checker.check(manifestRefOf(refs.deleted!)!);
+    expect(gone).toEqual({ state: 'missing', detail: `${refs.deleted} is not in the registry (404)` });
+    expect(await checker.check(manifestRefOf(refs.kept!)!)).toEqual({ state: 'present' });
+  });
+
+  it('basic auth: wrong or missing credentials and an unreachable registry are "unknown", never "missing"', async () => {
+    const wrong = await new RegistryManifests(creds(basic, 'not-the-password')).check(manifestRefOf(refs.kept!)!);
+    expect(wrong).toEqual({ state: 'unknown', detail: expect.stringMatching(/refused the configured credentials .* \(401\)/) });
+    expect(JSON.stringify(wrong)).not.toContain(basic.password);
+    expect(await new RegistryManifests([]).check(manifestRefOf(refs.kept!)!)).toEqual({ state: 'unknown', detail: expect.stringMatching(/wants credentials and none are configured/) });
+    const down = await startRegistry({ auth: false });
+    const ref = { registry: down.host, repository: 'x/y', digest: `sha256:${'0'.repeat(64)}` };
+    await down.stop();
+    expect(await new RegistryManifests([]).check(ref)).toEqual({ state: 'unknown', detail: `could not reach ${down.host}: ECONNREFUSED` });
+  });
+
+  it('bearer token auth: follows the challenge to the realm with the configured credentials, scope pull', async () => {
+    const checker = new RegistryManifests(creds(token));
+    const ref = manifestRefOf(refs.token!)!;
+    const before = token.tokenServer!.requests.length;
+    expect(await checker.check(ref)).toEqual({ state: 'present' });
+    const asked = token.tokenServer!.requests.slice(before);
+    expect(asked).toEqual([{ service: token.tokenServer!.service, scopes: [`repository:${ref.repository}:pull`], user: token.username, status: 200 }]);
+    // The token is reused while it lasts: a second check asks the token service nothing.
+    expect(await checker.check(ref)).toEqual({ state: 'present' });
+    expect(token.tokenServer!.requests.length).toBe(before + 1);
+    await deleteManifest(token, refs.token!);
+    expect(await checker.check(ref)).toEqual({ state: 'missing', detail: `${refs.token} is not in the registry (404)` });
+  });
+
+  it('bearer token auth: refused credentials or anonymous access to a private registry are "unknown"', async () => {
+    const ref = manifestRefOf(refs.token!)!;
+    expect(await new RegistryManifests(creds(token, 'wrong')).check(ref)).toEqual({ state: 'unknown', detail: expect.stringMatching(/token service of .* answered 401 \(credentials refused\)/) });
+    expect(await new RegistryManifests([]).check(ref)).toEqual({ state: 'unknown', detail: expect.stringMatching(/token service of .* answered 401/) });
+  });
+});
