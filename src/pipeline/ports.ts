@@ -40,9 +40,11 @@ export interface BuildPort {
   /**
    * Removes this repository's images from the build host except the newest `keep`
    * (and any in use). Rollbacks pull by digest from the registry, so local copies are
-   * only a cache. Returns how many were removed.
+   * only a cache. Images in `protect` (pinned refs "repo:tag@sha256:…", digests or
+   * image ids: the last deployments' rollback targets) are never removed. Returns how
+   * many were removed.
    */
-  prune(repository: string, keep: number): Promise<number>;
+  prune(repository: string, keep: number, protect?: string[]): Promise<number>;
 }
 
 export interface PushPort {

@@ -1,11 +1,16 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerBuilder } from '../../src/docker/build.ts';
 import type { RegistryConfig } from '../../src/config/types.ts';
 import { Secret } from '../../src/lib/secret.ts';
 import { manifestRefOf } from '../../src/pipeline/rollback-targets.ts';
 import { RegistryManifests } from '../../src/registry/manifests.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
-import { siteFiles } from '../support/site.ts';
-import { buildAndPush, cleanupLeftovers, uniqueName } from '../support/swarm.ts';
+import { copyBusybox, siteFiles, writeFiles } from '../support/site.ts';
+import { buildAndPush, cleanupLeftovers, dockerCli, uniqueName } from '../support/swarm.ts';
 
 const creds = (r: TestRegistry, password = r.password): RegistryConfig[] => [{ host: r.host, username: r.username, password: new Secret(password) }];
 
@@ -90,5 +95,50 @@ describe('registry manifest checks against real registries', () => {
     const ref = manifestRefOf(refs.token!)!;
     expect(await new RegistryManifests(creds(token, 'wrong')).check(ref)).toEqual({ state: 'unknown', detail: expect.stringMatching(/token service of .* answered 401 \(credentials refused\)/) });
     expect(await new RegistryManifests([]).check(ref)).toEqual({ state: 'unknown', detail: expect.stringMatching(/token service of .* answered 401/) });
+  });
+});
+
+/**
+ * Issue #15, item 4(a): the deployer's own pruning of the build host never removes the
+ * images of the last deployments (the `protect` list), whatever `keep` says.
+ */
+describe('image pruning keeps rollback targets', () => {
+  let registry: TestRegistry;
+  const docker = new Docker();
+  let repo = '';
+
+  beforeAll(async () => {
+    registry = await startRegistry({ auth: true });
+    repo = `${registry.host}/${uniqueName('pr-site')}`;
+  });
+
+  afterAll(async () => {
+    const left = (await docker.listImages({ filters: { reference: [repo] } })) as { RepoTags?: string[] }[];
+    for (const t of left.flatMap((i) => i.RepoTags ?? [])) await docker.getImage(t).remove().catch(() => undefined);
+    await registry?.stop();
+  });
+
+  /** Builds and pushes `repo:tag`, keeping the local copy (as the deployer's build host does). */
+  async function buildLocal(tag: string, content: string): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'test-prune-'));
+    try {
+      await copyBusybox(dir);
+      await writeFiles(dir, siteFiles(content));
+      await dockerCli(['build', '--quiet', '--label', 'deployer.test=1', '--tag', `${repo}:${tag}`, dir]);
+      const out = await dockerCli(['push', `${repo}:${tag}`], { registry });
+      return /digest: (sha256:[0-9a-f]{64})/.exec(out)![1]!;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('removes old images but not protected ones (matched by the pushed digest)', async () => {
+    const nonce = uniqueName('n');
+    const oldDigest = await buildLocal('one', `one ${nonce}\n`);
+    await buildLocal('two', `two ${nonce}\n`);
+    const removed = await new DockerBuilder(docker).prune(repo, 0, [`${repo}:live@${oldDigest}`]);
+    const left = ((await docker.listImages({ filters: { reference: [repo] } })) as { RepoTags?: string[] }[]).flatMap((i) => i.RepoTags ?? []);
+    expect(removed).toBe(1);
+    expect(left).toEqual([`${repo}:one`]);
   });
 });
