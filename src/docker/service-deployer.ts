@@ -59,6 +59,7 @@ export class SwarmDeployer implements DeployPort {
     if (req.resumeSince) verdict = await this.#resume(req, info);
     if (!verdict) {
       await this.#checkPlacement(req, info);
+      await req.beforeUpdate?.(previous);
       await this.#update(req, info, req.image);
       verdict = await this.#watch(req, info.ID, info.UpdateStatus?.StartedAt, started);
     }

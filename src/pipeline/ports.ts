@@ -71,6 +71,11 @@ export interface DeployRequest {
    * attempt began): watch what is in progress instead of updating blindly.
    */
   resumeSince?: string;
+  /**
+   * Called with the image the service runs just before the deployer changes its spec
+   * (after the placement pre-check), so the run can journal it first (fleet-journal.ts).
+   */
+  beforeUpdate?: (previousImage: string | null) => Promise<void>;
 }
 
 export type ServiceOutcome = 'succeeded' | 'rolled_back' | 'failed' | 'timed_out';
