@@ -4,6 +4,8 @@ import { describeFetchError, realClock, type Clock, type Fetch } from './http.ts
 /** What the run records: `probe: { sent, failed, p50Ms, p99Ms, longestGapMs }` (issue #15's contract), and more. */
 export interface ProbeResult {
   url: string;
+  /** When the first request was due (ISO). */
+  startedAt: string;
   sent: number;
   /** No answer, no answer in time, or a 5xx. */
   failed: number;
@@ -89,14 +91,14 @@ export function startProbe(opts: { settings: ProbeSettings; fetch?: Fetch; clock
       stopping.abort();
       await loop;
       await Promise.allSettled(inFlight);
-      return summariseProbe(settings.url, samples, endedAtMs);
+      return { ...summariseProbe(settings.url, samples, endedAtMs), startedAt: new Date(started).toISOString() };
     },
     snapshot: () => ({ sent, failed }),
   };
 }
 
 /** The numbers a run records, from the samples of one probe that ran until `endedAtMs`. */
-export function summariseProbe(url: string, samples: ProbeSample[], endedAtMs: number): ProbeResult {
+export function summariseProbe(url: string, samples: ProbeSample[], endedAtMs: number): Omit<ProbeResult, 'startedAt'> {
   const good = samples.filter((s) => s.ok);
   const latencies = good.map((s) => s.doneAtMs - s.sentAtMs).sort((a, b) => a - b);
   const arrivals = good.map((s) => Math.min(s.doneAtMs, endedAtMs)).sort((a, b) => a - b);
@@ -137,4 +139,13 @@ export function describeProbe(r: ProbeResult): string {
   const base = `probe ${r.url}: ${r.sent} sent, ${r.failed} failed, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, longest gap ${r.longestGapMs} ms over ${(r.durationMs / 1000).toFixed(1)} s`;
   if (r.failures.length === 0) return base;
   return `${base}; first failures: ${r.failures.slice(0, 3).map((f) => `${f.what} at +${(f.atMs / 1000).toFixed(1)}s`).join(', ')}`;
+}
+
+/**
+ * Whether the probe's failures must roll the deploy back (`deploy.probe.maxFailed`):
+ * undefined when they are only recorded, else the reason.
+ */
+export function probeFailure(r: Pick<ProbeResult, 'failed' | 'sent' | 'longestGapMs'>, maxFailed: number | undefined): string | undefined {
+  if (maxFailed === undefined || r.failed <= maxFailed) return undefined;
+  return `the probe saw ${r.failed} of ${r.sent} requests fail during the rollout (at most ${maxFailed} allowed; longest gap ${r.longestGapMs} ms)`;
 }
