@@ -8,6 +8,7 @@ import type { RegistryConfig } from '../../src/config/types.ts';
 import { Secret } from '../../src/lib/secret.ts';
 import { manifestRefOf } from '../../src/pipeline/rollback-targets.ts';
 import { RegistryManifests } from '../../src/registry/manifests.ts';
+import { RollbackTargetWatcher } from '../../src/verify/targets.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
 import { copyBusybox, siteFiles, writeFiles } from '../support/site.ts';
 import { buildAndPush, cleanupLeftovers, dockerCli, uniqueName } from '../support/swarm.ts';
@@ -64,6 +65,25 @@ describe('registry manifest checks against real registries', () => {
     const gone = await checker.check(manifestRefOf(refs.deleted!)!);
     expect(gone).toEqual({ state: 'missing', detail: `${refs.deleted} is not in the registry (404)` });
     expect(await checker.check(manifestRefOf(refs.kept!)!)).toEqual({ state: 'present' });
+  });
+
+  it('the watcher checks the last N deployments of each pipeline and reports a missing one', async () => {
+    const deployments = [
+      { id: 1, image: refs.deleted!, digest: manifestRefOf(refs.deleted!)!.digest, deployedAt: '2026-01-01T00:00:00Z' },
+      { id: 2, image: refs.kept!, digest: manifestRefOf(refs.kept!)!.digest, deployedAt: '2026-01-02T00:00:00Z' },
+    ];
+    const logged: string[] = [];
+    const watcher = new RollbackTargetWatcher({ check: new RegistryManifests(creds(basic)), list: () => [{ pipeline: 'site', deployments, protect: 5 }], intervalMs: 60_000, log: (m) => logged.push(m) });
+    await watcher.checkAll();
+    // (The manifest of `deleted` was removed by the test above.)
+    expect(watcher.statusOf(refs.deleted!)).toMatchObject({ state: 'missing', image: refs.deleted });
+    expect(watcher.statusOf(refs.kept!)).toMatchObject({ state: 'present' });
+    expect(logged).toEqual([`rollback target gone: ${refs.deleted} is not in the registry (404)`]);
+    // protect: 1 watches only the newest deployment.
+    const one = new RollbackTargetWatcher({ check: new RegistryManifests(creds(basic)), list: () => [{ pipeline: 'site', deployments, protect: 1 }], intervalMs: 60_000 });
+    await one.checkAll();
+    expect(one.statusOf(refs.deleted!)).toBeUndefined();
+    expect(one.statusOf(refs.kept!)).toMatchObject({ state: 'present' });
   });
 
   it('basic auth: wrong or missing credentials and an unreachable registry are "unknown", never "missing"', async () => {
