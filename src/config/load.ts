@@ -135,8 +135,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       seen.add(s);
       targets.push({ service: s, docker });
     });
-    const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
     const verified = resolveVerified(p, path, issues);
+    const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
     const args: Record<string, string> = {};
     for (const [k, v] of Object.entries((p.build?.args ?? {}) as Record<string, unknown>)) args[k] = String(v);
     pipelines.push({

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'build_failed'
   | 'push_failed'
   | 'registry_auth'
+  | 'placement_failed'
   | 'service_missing'
   | 'service_owned'
   | 'update_out_of_sequence'
@@ -16,8 +17,7 @@ export type ErrorCode =
   | 'cancelled'
   | 'timed_out'
   | 'not_found'
-  | 'invalid_input'
-  | 'placement_failed';
+  | 'invalid_input';
 
 export class DeployerError extends Error {
   readonly code: ErrorCode;
