@@ -19,6 +19,10 @@ export class RoutingDeployer implements DeployPort {
     return this.#for(req.endpoint).restore(req);
   }
 
+  precheck(req: DeployRequest): Promise<void> {
+    return this.#for(req.endpoint).precheck(req);
+  }
+
   #for(endpoint: DockerEndpoint): SwarmDeployer {
     let d = this.#byHost.get(endpoint.host);
     if (!d) {

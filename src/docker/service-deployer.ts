@@ -66,6 +66,12 @@ export class SwarmDeployer implements DeployPort {
     return this.#conclude(req, info.ID, previous, verdict, started);
   }
 
+  async precheck(req: DeployRequest): Promise<void> {
+    const info = await this.#inspect(req.service);
+    assertOwner(info, req);
+    await this.#checkPlacement(req, info);
+  }
+
   async restore(req: DeployRequest): Promise<ServiceDeployResult> {
     const info = await this.#inspect(req.service);
     const from = specImage(info);

@@ -104,6 +104,11 @@ export interface DeployPort {
   deploy(req: DeployRequest): Promise<ServiceDeployResult>;
   /** Brings an already-updated service back to `image` (fleet rollback); outcome rolled_back or failed. */
   restore(req: DeployRequest): Promise<ServiceDeployResult>;
+  /**
+   * Throws `placement_failed` if swarm could not place a task of `req.image` for the
+   * service (deploy() checks this too; a fleet checks every service before updating any).
+   */
+  precheck?(req: DeployRequest): Promise<void>;
 }
 
 export interface RunPorts {

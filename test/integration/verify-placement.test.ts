@@ -2,6 +2,9 @@ import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { SwarmDeployer } from '../../src/docker/service-deployer.ts';
+import { DeployerError } from '../../src/lib/errors.ts';
+import { Secret } from '../../src/lib/secret.ts';
 import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
 import { freePort } from '../helpers/process.ts';
 import { runLog } from '../helpers/runs.ts';
@@ -83,5 +86,20 @@ describe('placement pre-check on the real swarm', () => {
     const res = await fetch(`${url}/api/runs/${run.id}/log`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(await res.text()).toMatch(/cannot place a new task/);
     expect(await runLog(url, run.id)).not.toMatch(/could not read the platforms/);
+  });
+
+  it('precheck() answers the same question without deploying (a fleet asks it for every service first)', async () => {
+    const deployer = new SwarmDeployer(docker, [{ host: world.registry.host, username: world.registry.username, password: new Secret(world.registry.password) }]);
+    const req = (service: string) => ({
+      service, endpoint: config.docker, owner: { instance: config.instance, pipeline: 'memory' }, image: world.seedRef, registry: world.registry.host,
+      settings: config.pipelines[0]!.deploy, signal: new AbortController().signal, log: () => undefined,
+    });
+    const before = await specOf(svc.memory);
+    const err = await deployer.precheck(req(svc.memory)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeployerError);
+    expect(err).toMatchObject({ code: 'placement_failed', retryable: false });
+    expect(await specOf(svc.memory)).toEqual(before);
+    // A service with room passes (stop-first frees the old task's port on its node).
+    await expect(deployer.precheck({ ...req(svc.port), owner: { instance: config.instance, pipeline: 'port' }, settings: { ...config.pipelines[1]!.deploy, order: 'stop-first' } })).resolves.toBeUndefined();
   });
 });
