@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
@@ -9,7 +12,7 @@ import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
 import { freePort } from '../helpers/process.ts';
 import { runLog } from '../helpers/runs.ts';
 import { createWorld, deployCommit, disposeQueues, type World } from '../helpers/world.ts';
-import { siteFiles } from '../support/site.ts';
+import { copyBusybox, siteFiles } from '../support/site.ts';
 import { dockerCli, removeTestResources, uniqueName } from '../support/swarm.ts';
 
 const REPO = 'acme/placement';
@@ -101,5 +104,29 @@ describe('placement pre-check on the real swarm', () => {
     expect(await specOf(svc.memory)).toEqual(before);
     // A service with room passes (stop-first frees the old task's port on its node).
     await expect(deployer.precheck({ ...req(svc.port), owner: { instance: config.instance, pipeline: 'port' }, settings: { ...config.pipelines[1]!.deploy, order: 'stop-first' } })).resolves.toBeUndefined();
+  });
+
+  it('an image built for another platform than any node is refused, naming both', async () => {
+    // BuildKit builds a FROM scratch image for linux/arm64 without emulation (no RUN step).
+    const dir = await mkdtemp(join(tmpdir(), 'test-arm-'));
+    const tag = `${world.image}:arm64`;
+    let digest: string;
+    try {
+      await copyBusybox(dir);
+      await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox","httpd","-f","-p","8080"]\n');
+      await dockerCli(['buildx', 'build', '--platform', 'linux/arm64', '--label', 'deployer.test=1', '--tag', tag, '--load', dir]);
+      digest = /digest: (sha256:[0-9a-f]{64})/.exec(await dockerCli(['push', tag], { registry: world.registry }))![1]!;
+    } finally {
+      await dockerCli(['image', 'rm', tag]).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+    const deployer = new SwarmDeployer(docker, [{ host: world.registry.host, username: world.registry.username, password: new Secret(world.registry.password) }]);
+    const before = await specOf(svc.port);
+    const result = deployer.deploy({
+      service: svc.port, endpoint: config.docker, owner: { instance: config.instance, pipeline: 'port' }, image: `${tag}@${digest}`, registry: world.registry.host,
+      settings: { ...config.pipelines[1]!.deploy, order: 'stop-first' }, signal: new AbortController().signal, log: () => undefined,
+    });
+    await expect(result).rejects.toMatchObject({ code: 'placement_failed', message: expect.stringMatching(/platform: the image is linux\/arm64; the nodes are linux\/amd64/) });
+    expect(await specOf(svc.port)).toEqual(before);
   });
 });
