@@ -133,6 +133,7 @@ export class SwarmDeployer implements DeployPort {
    */
   async #checkPlacement(req: DeployRequest, info: ServiceInfo): Promise<void> {
     let verdict;
+    const started = Date.now();
     try {
       const input = await readPlacement(this.#docker, info, req.image, req.settings.order, authFor(this.#registries, req.registry), req.log);
       verdict = assessPlacement(input);
@@ -141,7 +142,7 @@ export class SwarmDeployer implements DeployPort {
       return;
     }
     if (verdict.ok) {
-      if (verdict.candidates.length > 0) req.log(`placement check: a new task of ${req.service} fits on ${verdict.candidates.join(', ')}`);
+      if (verdict.candidates.length > 0) req.log(`placement check: a new task of ${req.service} fits on ${verdict.candidates.join(', ')} (${Date.now() - started} ms)`);
       return;
     }
     throw new DeployerError('placement_failed', `cannot place a new task of ${req.service}: ${verdict.reason}; the service was not changed`);
