@@ -4,6 +4,7 @@ import Value from 'typebox/value';
 import { parseDocument } from 'yaml';
 import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
+import { hostEnvironment } from './environment.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { ConfigSchema } from './schema.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
@@ -73,7 +74,7 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   }
   const schemaIssues = issues.length;
   try {
-    return resolveConfig(raw as Record<string, any>, file, issues);
+    return { ...resolveConfig(raw as Record<string, any>, file, issues), environment: hostEnvironment(env) };
   } catch (err) {
     // With schema errors the semantic pass may trip over a wrong shape; what it found
     // until then is still reported, with the schema errors.
@@ -82,7 +83,7 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   }
 }
 
-function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue[]): Config {
+function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue[]): Omit<Config, 'environment'> {
   const base = dirname(file);
   const readSecret = (obj: Record<string, any>, key: string, path: string, required: boolean) =>
     secretField(obj, key, path, required, base, issues);

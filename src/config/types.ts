@@ -59,6 +59,13 @@ export interface RegistryConfig {
   password: Secret | undefined;
 }
 
+/** What the deployer passes on from its own environment (src/config/environment.ts). */
+export interface HostEnvironment {
+  path: string;
+  home: string;
+  sshAuthSock: string | undefined;
+}
+
 export interface Config {
   /** Absolute path of the file this came from; relative paths in it resolve against its folder. */
   file: string;
@@ -80,4 +87,5 @@ export interface Config {
   /** concurrency: runs at once per process; deadAfterMs: how long a silent worker keeps its job (lock). */
   worker: { concurrency: number; deadAfterMs: number };
   pipelines: PipelineConfig[];
+  environment: HostEnvironment;
 }

@@ -1,6 +1,7 @@
 import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
-import { DeployerError, errorMessage, isTransient } from '../lib/errors.ts';
+import { DeployerError, errorMessage } from '../lib/errors.ts';
+import { isTransient } from './transient.ts';
 import type { BuildPort, BuildRequest } from '../pipeline/ports.ts';
 import { packContext } from './context.ts';
 import { followJsonStream, streamLines } from './stream.ts';

@@ -97,6 +97,11 @@ export interface DeployPort {
   deploy(req: DeployRequest): Promise<ServiceDeployResult>;
   /** Brings an already-updated service back to `image` (fleet rollback); outcome rolled_back or failed. */
   restore(req: DeployRequest): Promise<ServiceDeployResult>;
+  /**
+   * Whether every one of these engines answers as a swarm manager (service updates
+   * need one). A worker that reaches none hands its deploys to one that does.
+   */
+  canDeploy(endpoints: DockerEndpoint[]): Promise<boolean>;
 }
 
 export interface RunPorts {

@@ -4,7 +4,6 @@ import type { PipelineConfig } from '../../config/types.ts';
 import type { RunView } from '../../store/run-store.ts';
 import type { AppDeps } from '../app.ts';
 import { requireAdmin } from '../auth.ts';
-import { DeployerError } from '../../lib/errors.ts';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,62}$' }) });
 const RunParams = Type.Object({ id: Type.String({ pattern: '^r[a-z0-9]{8,30}$' }) });
@@ -88,15 +87,10 @@ export async function apiRoutes(app: FastifyInstance, deps: AppDeps): Promise<vo
     { schema: { params: NameParams }, preHandler: admin },
     async (req, reply) => {
       if (!pipelineOr404(req.params.name)) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
-      try {
-        const result = await deps.poller.refresh(req.params.name, 'refresh');
-        if (result.kind === 'queued') return reply.code(202).send({ run: result.run, commit: result.commit });
-        return reply.code(200).send({ upToDate: true, commit: result.commit, reason: result.reason });
-      } catch (err) {
-        // The branch head could not be read (git): the upstream failed, not us.
-        if (err instanceof DeployerError) return reply.code(502).send({ error: err.message });
-        throw err;
-      }
+      // A branch head that cannot be read (git) is the upstream's failure: 502 (httpAnswer).
+      const result = await deps.poller.refresh(req.params.name, 'refresh');
+      if (result.kind === 'queued') return reply.code(202).send({ run: result.run, commit: result.commit });
+      return reply.code(200).send({ upToDate: true, commit: result.commit, reason: result.reason });
     },
   );
 
