@@ -1,5 +1,5 @@
 import type { ServiceDeployResult } from './ports.ts';
-import type { RunStatus, StageName, StageStatus } from './states.ts';
+import { RUN_STATUSES, STAGE_NAMES, STAGE_STATUSES, type RunStatus, type StageName, type StageStatus } from './states.ts';
 
 /**
  * Where an event comes from: one execution of a run (one worker's take of it, a fresh
@@ -54,7 +54,7 @@ export interface RunReporter {
 
 const STRING = 'string';
 const NUMBER = 'number';
-type Shape = Record<string, typeof STRING | typeof NUMBER | 'string?' | 'stage?' | 'stage' | 'lines' | 'result'>;
+type Shape = Record<string, typeof STRING | typeof NUMBER | 'string?' | 'stage?' | 'stage' | 'lines' | 'result' | 'runStatus' | 'stageStatus'>;
 
 /** The fields each event type must carry (what the store relies on). */
 const SHAPES: Record<RunEventType, Shape> = {
@@ -63,19 +63,20 @@ const SHAPES: Record<RunEventType, Shape> = {
   'run.handoff': { runId: STRING, at: STRING, reason: STRING },
   'run.commit': { runId: STRING, commit: STRING, subject: STRING, author: STRING },
   'stage.started': { runId: STRING, stage: 'stage', at: STRING },
-  'stage.finished': { runId: STRING, stage: 'stage', status: STRING, at: STRING, error: 'string?' },
+  'stage.finished': { runId: STRING, stage: 'stage', status: 'stageStatus', at: STRING, error: 'string?' },
   log: { runId: STRING, stage: 'stage?', at: STRING, lines: 'lines' },
   image: { runId: STRING, ref: STRING, digest: STRING },
   'service.result': { runId: STRING, at: STRING, result: 'result' },
   deployed: { runId: STRING, service: STRING, image: STRING, digest: STRING, commit: STRING, at: STRING },
-  'run.finished': { runId: STRING, status: STRING, at: STRING, error: 'string?', supersededBy: 'string?' },
+  'run.finished': { runId: STRING, status: 'runStatus', at: STRING, error: 'string?', supersededBy: 'string?' },
 };
 
-const STAGES: readonly string[] = ['fetch', 'build', 'push', 'deploy'];
+const STAGES: readonly string[] = STAGE_NAMES;
+const isOneOf = (values: readonly string[], v: unknown): boolean => typeof v === 'string' && values.includes(v);
 
 /**
  * Checks that a value read from the event stream is a RunEvent the store can apply;
- * returns it, or why not. Status values are checked by the lifecycle, not here.
+ * returns it, or why not. Whether it fits the run's state is the lifecycle's question.
  */
 export function parseRunEvent(value: unknown): RunEvent | string {
   if (typeof value !== 'object' || value === null) return 'not an object';
@@ -86,8 +87,10 @@ export function parseRunEvent(value: unknown): RunEvent | string {
     const v = e[key];
     const ok =
       kind === 'string?' ? v === undefined || typeof v === 'string'
-      : kind === 'stage' ? typeof v === 'string' && STAGES.includes(v)
-      : kind === 'stage?' ? v === null || (typeof v === 'string' && STAGES.includes(v))
+      : kind === 'stage' ? isOneOf(STAGES, v)
+      : kind === 'stage?' ? v === null || isOneOf(STAGES, v)
+      : kind === 'runStatus' ? isOneOf(RUN_STATUSES, v)
+      : kind === 'stageStatus' ? isOneOf(STAGE_STATUSES, v)
       : kind === 'lines' ? Array.isArray(v) && v.every((l) => typeof l === 'string')
       : kind === 'result' ? typeof v === 'object' && v !== null && typeof (v as { service?: unknown }).service === 'string' && typeof (v as { outcome?: unknown }).outcome === 'string'
       : typeof v === kind;
