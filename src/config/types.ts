@@ -78,7 +78,10 @@ export interface Config {
   logLevel: string;
   github: { webhookSecret: Secret; token: Secret | undefined };
   auth: { adminToken: Secret };
+  /** The engine that builds and pushes. */
   docker: DockerEndpoint;
+  /** The engine service updates go to (`docker.manager`; default `docker`): it must be a swarm manager. */
+  manager: DockerEndpoint;
   /** Names this deployer in the labels of the services it manages (ownership). */
   instance: string;
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
