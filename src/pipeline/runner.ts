@@ -46,6 +46,24 @@ export async function executeRun(job: RunJob, deps: RunDeps): Promise<RunOutcome
   return { ...outcome, reported };
 }
 
+/**
+ * Ends a run this worker decided not to run (a newer commit was deployed meanwhile, the
+ * pipeline is not configured here). A run another execution held — a retry after its
+ * worker died, a deploy taken over — is taken first: the lifecycle ignores an end from
+ * an execution that does not hold the run.
+ */
+export function endWithoutRunning(
+  job: Pick<RunJob, 'runId' | 'worker' | 'attempt' | 'phase'>,
+  report: RunDeps['report'],
+  outcome: { status: 'failed' | 'superseded'; error: string; supersededBy?: string },
+): void {
+  const at = now();
+  if (job.attempt > 1 || job.phase === 'deploy') {
+    report.emit({ type: 'run.started', runId: job.runId, at, worker: job.worker, attempt: job.attempt, ...(job.phase ? { phase: job.phase } : {}) });
+  }
+  report.emit({ type: 'run.finished', runId: job.runId, status: outcome.status, at, error: outcome.error, ...(outcome.supersededBy ? { supersededBy: outcome.supersededBy } : {}) });
+}
+
 /** Each stage as the run's mode says, until one does not succeed; the rest are closed. */
 async function runStages(ctx: RunContext): Promise<Omit<RunOutcome, 'reported'>> {
   const { job, deps } = ctx;

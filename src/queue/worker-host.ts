@@ -6,7 +6,7 @@ import type { Config, PipelineConfig } from '../config/types.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import { StopRequest } from '../pipeline/cancel.ts';
 import type { RunPorts } from '../pipeline/ports.ts';
-import { executeRun, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
+import { endWithoutRunning, executeRun, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
 import { RedisCheckpoints } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
@@ -131,10 +131,8 @@ export class WorkerHost {
     const pipeline = q?.pipeline;
     const reporter = new StreamReporter(this.#reporterRedis, this.#prefix, pipeline?.retention.logBytes, job.data.events ? { stream: job.data.events } : {});
     const log = this.#log.child({ run: runId, pipeline: job.data.pipeline, commit: job.data.commit, exec: reporter.exec });
-    const finishUnstarted = async (outcome: RunOutcome & { error: string }) => {
-      // A deploy takes over a running run: it must hold the run before it can end it.
-      if (job.data.phase === 'deploy') reporter.emit({ type: 'run.started', runId, at: new Date().toISOString(), worker: this.#id, attempt: (job.data.attempt ?? 1) + (job.stalledCounter ?? 0), phase: 'deploy' });
-      reporter.emit({ type: 'run.finished', runId, status: outcome.status as 'failed' | 'superseded', at: new Date().toISOString(), error: outcome.error, ...(outcome.supersededBy ? { supersededBy: outcome.supersededBy } : {}) });
+    const finishUnstarted = async (outcome: RunOutcome & { status: 'failed' | 'superseded'; error: string }) => {
+      endWithoutRunning({ runId, worker: this.#id, attempt: (job.data.attempt ?? 1) + (job.stalledCounter ?? 0), ...(job.data.phase ? { phase: job.data.phase } : {}) }, reporter, outcome);
       await reporter.flush();
       return outcome;
     };

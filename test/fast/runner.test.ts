@@ -3,7 +3,7 @@ import type { PipelineConfig } from '../../src/config/types.ts';
 import { PermanentError } from '../../src/lib/errors.ts';
 import { StopRequest } from '../../src/pipeline/cancel.ts';
 import { newRunState } from '../../src/pipeline/lifecycle.ts';
-import { executeRun, type RunCheckpoint, type RunJob } from '../../src/pipeline/runner.ts';
+import { endWithoutRunning, executeRun, type RunCheckpoint, type RunJob } from '../../src/pipeline/runner.ts';
 import { raceAbort, RETRY_DELAYS_MS } from '../../src/pipeline/stage-runner.ts';
 import { buildStage } from '../../src/pipeline/stages.ts';
 import { createContext } from '../../src/pipeline/run-context.ts';
@@ -489,3 +489,32 @@ async function until(cond: () => boolean, ms = 2000): Promise<void> {
     await new Promise((r) => setTimeout(r, 1));
   }
 }
+
+describe('endWithoutRunning: a worker decides not to run a run', () => {
+  it('a waiting run is ended directly', () => {
+    const r = new MemoryReporter();
+    endWithoutRunning({ runId: 'r1', worker: 'w', attempt: 1 }, r, { status: 'superseded', error: 'superseded by r2', supersededBy: 'r2' });
+    expect(r.types()).toEqual(['run.finished']);
+    expect(replay(r.events)).toMatchObject({ status: 'superseded', supersededBy: 'r2' });
+  });
+
+  it('a run a dead worker held (a retry finds a newer success) is taken, then ended', () => {
+    const dead = new MemoryReporter();
+    dead.emit({ type: 'run.started', runId: 'r1', at: 'a', worker: 'w0', attempt: 1 });
+    dead.emit({ type: 'stage.started', runId: 'r1', stage: 'build', at: 'a' });
+    const held = replay(dead.events);
+    const r = new MemoryReporter();
+    endWithoutRunning({ runId: 'r1', worker: 'w1', attempt: 2 }, r, { status: 'superseded', error: 'superseded by r2', supersededBy: 'r2' });
+    expect(r.types()).toEqual(['run.started', 'run.finished']);
+    expect(replay(r.events, held)).toMatchObject({ status: 'superseded', supersededBy: 'r2', attempts: 2, stages: { build: { status: 'skipped' } } });
+  });
+
+  it('a deploy taken over is taken in the deploy phase, then ended', () => {
+    const built = new MemoryReporter();
+    built.emit({ type: 'run.started', runId: 'r1', at: 'a', worker: 'w0', attempt: 1 });
+    built.emit({ type: 'run.handoff', runId: 'r1', at: 'a', reason: 'no manager' });
+    const r = new MemoryReporter();
+    endWithoutRunning({ runId: 'r1', worker: 'm', attempt: 1, phase: 'deploy' }, r, { status: 'failed', error: 'pipeline site is not configured like this on worker m' });
+    expect(replay(r.events, replay(built.events))).toMatchObject({ status: 'failed', worker: 'm' });
+  });
+});
