@@ -33,7 +33,9 @@ export class RoutingDeployer implements DeployPort {
     const known = this.#roles.get(endpoint.host);
     if (known && Date.now() - known.at < ROLE_TTL_MS) return known.manager;
     const info = (await withTimeout(this.#for(endpoint).docker.info(), 5000, 'docker info').catch(() => undefined)) as { Swarm?: { ControlAvailable?: boolean } } | undefined;
-    const manager = info?.Swarm?.ControlAvailable === true;
+    // An engine that does not answer is not known to be a worker node: deploying here
+    // fails with Docker's own error, which says more than a hand-off nobody takes.
+    const manager = info === undefined || info.Swarm?.ControlAvailable === true;
     this.#roles.set(endpoint.host, { manager, at: Date.now() });
     return manager;
   }

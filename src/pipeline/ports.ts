@@ -98,8 +98,10 @@ export interface DeployPort {
   /** Brings an already-updated service back to `image` (fleet rollback); outcome rolled_back or failed. */
   restore(req: DeployRequest): Promise<ServiceDeployResult>;
   /**
-   * Whether every one of these engines answers as a swarm manager (service updates
-   * need one). A worker that reaches none hands its deploys to one that does.
+   * False when one of these engines answers and is not a swarm manager (a worker
+   * node's engine: service updates need a manager). Such a worker hands its deploys to
+   * one that reaches a manager. An engine that does not answer counts as able: the
+   * deploy then fails with Docker's own error.
    */
   canDeploy(endpoints: DockerEndpoint[]): Promise<boolean>;
 }

@@ -268,7 +268,7 @@ export class EventConsumer extends EventEmitter {
 
   #report(stream: string, outcome: BatchOutcome): void {
     for (const s of outcome.setAside) {
-      this.#log.error({ stream, entry: s.id, run: s.runId, attempts: s.attempts, error: s.error }, 'event set aside: it could not be applied');
+      this.#log.error({ stream, entry: s.id, run: s.runId, attempts: s.attempts, error: s.error, ...(s.cause ? { err: s.cause } : {}) }, 'event set aside: it could not be applied');
     }
     if (outcome.retry) {
       this.#log.warn({ stream, entry: outcome.retry.id, attempts: outcome.retry.attempts, err: outcome.retry.error }, 'event could not be applied; trying again');

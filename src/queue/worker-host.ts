@@ -106,7 +106,7 @@ export class WorkerHost {
   async #takeDeploys(): Promise<void> {
     for (const q of this.#queues.values()) {
       const endpoints = q.pipeline.targets.map((t) => t.docker);
-      const manager = endpoints.length === 0 || (await this.#ports.deployer.canDeploy(endpoints).catch(() => false));
+      const manager = endpoints.length === 0 || (await this.#ports.deployer.canDeploy(endpoints).catch(() => true));
       if (this.#closing) return;
       if (!manager) {
         this.#log.info({ pipeline: q.pipeline.name, engines: [...new Set(endpoints.map((e) => e.host))] }, 'no swarm manager answers here: this worker builds and pushes, and hands deploys to one that does');

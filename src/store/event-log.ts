@@ -27,6 +27,8 @@ export interface SetAsideEvent {
   runId: string | null;
   error: string;
   attempts: number;
+  /** The failure itself, when the application threw (for the log: stack and cause). */
+  cause?: unknown;
 }
 
 export interface BatchOutcome {
@@ -118,7 +120,7 @@ export class EventLog {
               break;
             }
             this.#sql.run('DELETE FROM event_failures WHERE stream = ? AND entry_id = ?', stream, entry.id);
-            out.setAside.push(this.#setAside(stream, entry, oneLine(errorMessage(err)), attempts));
+            out.setAside.push({ ...this.#setAside(stream, entry, oneLine(errorMessage(err)), attempts), cause: err });
           }
         }
         out.done.push(entry.id);

@@ -122,7 +122,7 @@ describe('applying worker events (real SQLite)', () => {
     expect(second.retry).toMatchObject({ attempts: 2 });
     const third = store.applyBatch(STREAM, batch.slice(2));
     expect(third.retry).toBeUndefined();
-    expect(third.setAside).toEqual([{ id: batch[2]!.id, runId, error: 'disk I/O error', attempts: 3 }]);
+    expect(third.setAside).toMatchObject([{ id: batch[2]!.id, runId, error: 'disk I/O error', attempts: 3 }]);
     expect(third.done).toEqual(batch.slice(2).map((e) => e.id));
     expect(third.applied.map((e) => e.type)).toEqual(['log', 'run.finished']);
     const run = store.getRun(runId)!;

@@ -146,7 +146,7 @@ describe('worker events applied exactly once, poison set aside (real processes, 
       const log = await (await fetch(`${base}/api/runs/${runId}/log`)).text();
       expect(log).toMatch(/^before\n\[deployer\] a report about this run could not be applied and was set aside \(stream entry [\d-]+\): disk I\/O error\nafter\n$/);
       expect(p.output().match(/"msg":"event could not be applied; trying again"/g)).toHaveLength(2);
-      expect(p.output()).toMatch(/"attempts":3,"error":"disk I\/O error","msg":"event set aside: it could not be applied"/);
+      expect(p.output()).toMatch(/"attempts":3,"error":"disk I\/O error","err":\{"type":"Error","message":"disk I\/O error","stack":.*"msg":"event set aside: it could not be applied"/);
       expect(rowCount(cfg, 'set_aside_events', 'run_id = ?', runId)).toBe(1);
     } finally {
       await p.kill('SIGTERM');
