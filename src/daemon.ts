@@ -66,7 +66,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   const redis = connectRedis(config.redisUrl, logger);
   const closers: (() => Promise<void>)[] = [];
 
-  const instances = new InstanceRegistry(redis.connect({ maxRetriesPerRequest: null }), config, logger);
+  // Best effort, never in the way: a check that cannot reach Redis fails at once.
+  const instances = new InstanceRegistry(redis.connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false }), config, logger);
   instances.start();
   closers.push(() => instances.stop());
 

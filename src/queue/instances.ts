@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
+import { withTimeout } from '../lib/timeout.ts';
 import { pipelineFingerprint } from './fingerprint.ts';
+import { waitUntilReady } from './redis.ts';
 
 /** How often a process says it is alive and looks for others. */
 const INTERVAL_MS = 5_000;
@@ -46,7 +48,11 @@ export class InstanceRegistry {
           this.#tick = undefined;
         });
     };
-    tick();
+    // The connection fails fast (no offline queue): the first look waits until it is up.
+    this.#tick = waitUntilReady(this.#redis, 3000).then(() => {
+      this.#tick = undefined;
+      if (this.#timer) tick();
+    });
     this.#timer = setInterval(tick, INTERVAL_MS);
     this.#timer.unref();
   }
@@ -69,7 +75,11 @@ export class InstanceRegistry {
       } catch {
         continue;
       }
-      if (now - other.at > 3 * INTERVAL_MS) continue; // stopped long ago
+      if (now - other.at > 3 * INTERVAL_MS) {
+        // Stopped (or died) a while ago: forgotten after an hour.
+        if (now - other.at > 3_600_000) await this.#redis.hdel(this.#key, field);
+        continue;
+      }
       conflicts.push({ pipeline, instance: other.instance, fingerprint });
       if (this.#warned.has(field)) continue;
       this.#warned.add(field);
@@ -83,9 +93,10 @@ export class InstanceRegistry {
 
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
-    await this.#tick;
+    this.#timer = undefined;
+    await withTimeout(this.#tick ?? Promise.resolve(), 2000, 'instance check').catch(() => undefined);
     // Other processes of this instance may still run these pipelines: their next tick
     // records them again within seconds.
-    await this.#redis.hdel(this.#key, ...[...this.#mine].map(([p, fp]) => `${p} ${fp}`)).catch(() => undefined);
+    await withTimeout(this.#redis.hdel(this.#key, ...[...this.#mine].map(([p, fp]) => `${p} ${fp}`)), 2000, 'instance removal').catch(() => undefined);
   }
 }
