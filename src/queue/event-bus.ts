@@ -6,7 +6,6 @@ import { formatSize } from '../lib/duration.ts';
 import { sanitizeLogLine } from '../lib/log-hygiene.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import { parseRunEvent, type RunEvent, type RunReporter } from '../pipeline/events.ts';
-import type { LifecycleEvent } from '../pipeline/lifecycle.ts';
 import type { StageName } from '../pipeline/states.ts';
 import type { BatchOutcome, RunStore, StreamEntry } from '../store/run-store.ts';
 
@@ -290,4 +289,3 @@ export class EventConsumer extends EventEmitter {
   }
 }
 
-export type { LifecycleEvent };

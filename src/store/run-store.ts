@@ -64,9 +64,6 @@ export class RunStore {
   recordPushes(pushes: PushDelivery[]): RecordedPushes {
     return this.#runs.recordPushes(pushes);
   }
-  recordDelivery(id: string, event: string, outcome: DeliveryOutcome): void {
-    this.#runs.recordDelivery(id, event, outcome);
-  }
   findDelivery(id: string): DeliveryOutcome | undefined {
     return this.#runs.findDelivery(id);
   }

@@ -277,10 +277,6 @@ export class RunRepository {
     });
   }
 
-  recordDelivery(id: string, event: string, outcome: DeliveryOutcome): void {
-    this.#recordDelivery(id, event, outcome, new Date().toISOString());
-  }
-
   #recordDelivery(id: string, event: string, outcome: DeliveryOutcome, at: string): void {
     this.#sql.run('INSERT OR IGNORE INTO deliveries (id, event, received_at, outcome) VALUES (?, ?, ?, ?)', id, event, at, JSON.stringify(outcome));
   }
