@@ -25,9 +25,10 @@ describe('retention of runs (real SQLite)', () => {
     for (const id of ids.slice(0, 9)) {
       store.apply({ type: 'run.started', runId: id, at: at(), worker: 'w', attempt: 1 });
       store.apply({ type: 'log', runId: id, stage: 'build', at: at(), lines: ['a line'] });
+      // ids[1] deployed what still serves (recorded while it ran: a finished run records nothing more).
+      if (id === ids[1]) store.apply({ type: 'deployed', runId: id, service: 's', image: 'r/x:live@sha256:1', digest: 'sha256:1', commit: '1'.repeat(40), at: at() });
       store.apply({ type: 'run.finished', runId: id, status: 'succeeded', at: at() });
     }
-    store.apply({ type: 'deployed', runId: ids[1]!, service: 's', image: 'r/x:live@sha256:1', digest: 'sha256:1', commit: '1'.repeat(40), at: at() });
     // The run page shows a tail, read from the end, across chunk boundaries (of a run
     // that is running: a waiting run takes no log).
     store.apply({ type: 'run.started', runId: ids[9]!, at: at(), worker: 'w', attempt: 1 });
