@@ -20,12 +20,31 @@ export interface ServiceTarget {
   docker: DockerEndpoint;
 }
 
+/**
+ * How a pipeline's image is built (`build:`). The config loader sets every field; the
+ * newer ones are optional only so that pipelines built by hand (tests) stay short.
+ */
+export interface BuildSettings {
+  context: string;
+  dockerfile: string;
+  args: Record<string, string>;
+  target: string | undefined;
+  /** buildkit (default) or classic. */
+  builder?: 'buildkit' | 'classic';
+  /** e.g. linux/amd64; undefined = the engine's own platform. */
+  platform?: string | undefined;
+  /** Build secrets by id (`RUN --mount=type=secret,id=…`), read when the config is loaded. */
+  secrets?: Record<string, Secret>;
+  /** Images whose inline cache BuildKit may reuse; default the pipeline's `<image>:<tag>`. */
+  cacheFrom?: string[];
+}
+
 export interface PipelineConfig {
   name: string;
   repo: string;
   url: string;
   branch: string;
-  build: { context: string; dockerfile: string; args: Record<string, string>; target: string | undefined };
+  build: BuildSettings;
   image: string;
   /** Registry host of `image`, to find credentials. */
   registry: string;
