@@ -77,7 +77,8 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     const reg = registry;
     const image = `${reg.host}/${imageRepo}`;
     daemon = await startDaemonProcess({
-      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image, services: [] }],
+      // The classic builder, as the baseline's `docker build` (DOCKER_BUILDKIT=0): like for like.
+      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image, services: [], build: { builder: 'classic' } }],
       registry: { host: reg.host, username: reg.username, password: reg.password },
       http: true,
       worker: true,

@@ -111,7 +111,7 @@ export class DockerBuilder implements BuildPort {
         req.signal,
       );
     } catch (err) {
-      throw buildError(err, progress.failure(), mask);
+      throw buildError(err, progress.failure(errorMessage(err)), mask);
     } finally {
       progress.finish();
       const rest = other.flush();

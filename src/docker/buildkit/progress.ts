@@ -23,6 +23,10 @@ interface VertexState {
 }
 
 const TAIL_LINES = 10;
+/** Failed steps remembered (several can fail in parallel stages). */
+const MAX_FAILURES = 20;
+/** The vertex BuildKit shows while importing `cachefrom` (its failure is not the build's). */
+const CACHE_IMPORT = 'importing cache manifest from ';
 const TAIL_LINE_CHARS = 300;
 /** A misbehaving stream must not grow the per-step status set without bound. */
 const MAX_STATUSES = 1000;
@@ -44,7 +48,7 @@ export class PlainProgress {
   readonly #sink: (line: string) => void;
   readonly #vertices = new Map<string, VertexState>();
   #next = 1;
-  #failure: StepFailure | undefined;
+  #failures: StepFailure[] = [];
   #warnings = 0;
 
   constructor(sink: (line: string) => void) {
@@ -100,9 +104,12 @@ export class PlainProgress {
     for (const v of this.#vertices.values()) if (v.phase === 'running') this.#flush(v);
   }
 
-  /** The first step that failed on its own (not cancelled because another failed). */
-  failure(): StepFailure | undefined {
-    return this.#failure;
+  /**
+   * The step behind the build's error: the one whose error the final message contains,
+   * else the last step that failed on its own (not cancelled because another failed).
+   */
+  failure(finalMessage = ''): StepFailure | undefined {
+    return this.#failures.findLast((f) => finalMessage.includes(f.message)) ?? this.#failures.at(-1);
   }
 
   get warnings(): number {
@@ -142,9 +149,13 @@ export class PlainProgress {
     this.#flush(v);
     if (vx.error) {
       if (/context canceled/i.test(vx.error)) this.#line(v, 'CANCELED');
-      else {
+      else if (v.name.startsWith(CACHE_IMPORT)) {
+        // Not fatal: BuildKit builds without the cache (the first build has none to import).
+        this.#line(v, `WARN: building without this cache: ${vx.error}`);
+      } else {
         this.#line(v, `ERROR: ${vx.error}`);
-        this.#failure ??= { step: v.name, message: vx.error, lastLines: [...v.tail] };
+        this.#failures.push({ step: v.name, message: vx.error, lastLines: [...v.tail] });
+        if (this.#failures.length > MAX_FAILURES) this.#failures.shift();
       }
     } else if (vx.cached) this.#line(v, 'CACHED');
     else this.#line(v, `DONE ${(Math.max(0, ms(vx.completed) - v.startedMs) / 1000).toFixed(1)}s`);
