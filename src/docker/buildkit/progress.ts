@@ -1,5 +1,5 @@
 import { LineBuffer } from '../stream.ts';
-import type { StatusResponse, Timestamp, Vertex } from './proto.ts';
+import type { StatusResponse, Timestamp, Vertex, VertexLog } from './proto.ts';
 
 /** What made a BuildKit build fail: the step, BuildKit's message, and the step's last output. */
 export interface StepFailure {
@@ -56,16 +56,23 @@ export class PlainProgress {
   }
 
   push(status: StatusResponse): void {
-    // A message may carry a step's last output and its completion together, and DONE
-    // must come after the output: such completions wait until the output is printed.
-    // Others (cached steps arrive started and completed at once) print in order.
-    const withOutput = new Set(status.logs.map((l) => l.vertex));
-    const later: Vertex[] = [];
+    // A message may carry a step's last output and its completion together: each step's
+    // output in the message is printed right after its start and before its end, so
+    // steps stay in the order BuildKit reports them and DONE follows the output.
+    const logs = new Map<string, VertexLog[]>();
+    for (const l of status.logs) {
+      const list = logs.get(l.vertex);
+      if (list) list.push(l);
+      else logs.set(l.vertex, [l]);
+    }
     for (const v of status.vertexes) {
       this.#start(v);
-      if (!v.completed) continue;
-      if (withOutput.has(v.digest)) later.push(v);
-      else this.#complete(v);
+      const own = logs.get(v.digest);
+      if (own && v.completed) {
+        this.#output(own);
+        logs.delete(v.digest);
+      }
+      if (v.completed) this.#complete(v);
     }
     for (const s of status.statuses) {
       const v = this.#vertices.get(s.vertex);
@@ -76,18 +83,7 @@ export class PlainProgress {
       const size = s.total > 0 ? ` ${formatBytes(s.current)} / ${formatBytes(s.total)}` : s.current > 0 ? ` ${formatBytes(s.current)}` : '';
       this.#line(v, `${s.name || s.ID}${size} done`);
     }
-    for (const log of status.logs) {
-      const v = this.#vertices.get(log.vertex) ?? this.#register(log.vertex, '');
-      if (v.index === 0) this.#header(v);
-      if (v.phase === 'done') {
-        // Late output of a finished step: no buffer is kept for it any more.
-        for (const line of new LineBuffer().pushBytes(log.msg)) this.#line(v, line);
-        continue;
-      }
-      let buf = v.out.get(log.stream);
-      if (!buf) v.out.set(log.stream, (buf = new LineBuffer()));
-      for (const line of buf.pushBytes(log.msg)) this.#output(v, line);
-    }
+    for (const own of logs.values()) this.#output(own);
     for (const w of status.warnings) {
       this.#warnings++;
       const v = this.#vertices.get(w.vertex);
@@ -96,7 +92,6 @@ export class PlainProgress {
       for (const d of w.detail) for (const line of d.toString('utf8').split('\n')) if (line) say(line);
       if (w.url) say(`More info: ${w.url}`);
     }
-    for (const v of later) this.#complete(v);
   }
 
   /** Ends every step still open (the stream ended): flushes their unterminated lines. */
@@ -165,6 +160,22 @@ export class PlainProgress {
     v.statusesDone = new Set();
   }
 
+  /** One step's output messages (all for the same vertex). */
+  #output(logs: VertexLog[]): void {
+    for (const log of logs) {
+      const v = this.#vertices.get(log.vertex) ?? this.#register(log.vertex, '');
+      if (v.index === 0) this.#header(v);
+      if (v.phase === 'done') {
+        // Late output of a finished step: no buffer is kept for it any more.
+        for (const line of new LineBuffer().pushBytes(log.msg)) this.#line(v, line);
+        continue;
+      }
+      let buf = v.out.get(log.stream);
+      if (!buf) v.out.set(log.stream, (buf = new LineBuffer()));
+      for (const line of buf.pushBytes(log.msg)) this.#outputLine(v, line);
+    }
+  }
+
   #header(v: VertexState): void {
     v.index = this.#next++;
     this.#sink(`#${v.index} ${v.name}`);
@@ -173,11 +184,11 @@ export class PlainProgress {
   #flush(v: VertexState): void {
     for (const b of v.out.values()) {
       const rest = b.flush();
-      if (rest !== undefined) this.#output(v, rest);
+      if (rest !== undefined) this.#outputLine(v, rest);
     }
   }
 
-  #output(v: VertexState, line: string): void {
+  #outputLine(v: VertexState, line: string): void {
     this.#line(v, line);
     v.tail.push(line.length > TAIL_LINE_CHARS ? `${line.slice(0, TAIL_LINE_CHARS)}…` : line);
     if (v.tail.length > TAIL_LINES) v.tail.shift();
