@@ -51,13 +51,19 @@ export async function forgetBuildCache(marker: string): Promise<number> {
       removed += res.CachesDeleted?.length ?? 0;
     }
   }
-  throw new Error(`build cache records matching ${marker} are still there after 20 rounds`);
+  const left = (await records()).filter((r) => r.Description.includes(marker)).map((r) => r.Description);
+  throw new Error(`build cache records matching ${marker} are still there after 20 rounds (an image still uses them?): ${left.join('; ')}`);
 }
 
 /** Untags every tag of the images of `repository` (the build host forgets the image). */
 export async function removeRepositoryImages(repository: string): Promise<void> {
-  for (const img of await docker.listImages({ filters: { reference: [repository, `${repository}:*`] } })) {
-    for (const tag of img.RepoTags ?? []) if (tag !== '<none>:<none>') await docker.getImage(tag).remove().catch(() => undefined);
-    await docker.getImage(img.Id).remove().catch(() => undefined);
+  // Matched here rather than with the `reference` filter, which trips over a registry port.
+  for (const img of await docker.listImages()) {
+    const tags = (img.RepoTags ?? []).filter((t) => t.startsWith(`${repository}:`));
+    const digests = (img.RepoDigests ?? []).filter((d) => d.startsWith(`${repository}@`));
+    if (tags.length === 0 && digests.length === 0) continue;
+    for (const tag of tags) await docker.getImage(tag).remove().catch(() => undefined);
+    // Still there (only a digest reference left): by id, when nothing else names it.
+    if ((img.RepoTags ?? []).length === tags.length) await docker.getImage(img.Id).remove().catch(() => undefined);
   }
 }
