@@ -286,23 +286,24 @@ describe('BuildKit builds (real engine, registry, swarm)', () => {
 
     it('the session outlives BuildKit\'s health checks: a secret used after 12 s of building still arrives; a missing one is named', async () => {
       const token = `tok-${randomBytes(12).toString('hex')}`;
-      const { tag, lines } = await build(
-        withCreds,
-        {
-          Dockerfile: [
-            'FROM scratch',
-            ...BUSYBOX,
-            `RUN sleep 12 # ${nonce}`,
-            // The nonce makes this step new: neither the secret's value nor the unchanged
-            // filesystem left by `sleep` would (BuildKit keys steps by content).
-            `RUN --mount=type=secret,id=token,required=true sha256sum /run/secrets/token | cut -c1-64 > /token.sha # ${nonce}`,
-            '',
-          ].join('\n'),
-        },
-        { secrets: { token: new Secret(token) } },
-      );
+      const dockerfile = [
+        'FROM scratch',
+        ...BUSYBOX,
+        `RUN sleep 12 # ${nonce}`,
+        // The nonce makes this step new: neither the secret's value nor the unchanged
+        // filesystem left by `sleep` would (BuildKit keys steps by content).
+        `RUN --mount=type=secret,id=token,required=true sha256sum /run/secrets/token | cut -c1-64 > /token.sha # ${nonce}`,
+        '',
+      ].join('\n');
+      const { tag, lines } = await build(withCreds, { Dockerfile: dockerfile }, { secrets: { token: new Secret(token) } });
       expect(await inImage(tag, 'cat /token.sha')).toBe(`${createHash('sha256').update(token).digest('hex')}\n`);
       expect(lines.join('\n')).not.toContain(token);
+
+      // BuildKit quirk (docs/docker-notes.md): a secret's value is not part of the step's
+      // cache key, so a rotated secret alone does not rebuild the steps that use it.
+      const rotated = await build(withCreds, { Dockerfile: dockerfile }, { secrets: { token: new Secret(`${token}-rotated`) } });
+      expect(rotated.lines).toContainEqual(expect.stringMatching(/^#\d+ CACHED$/));
+      expect(await inImage(rotated.tag, 'cat /token.sha')).toBe(`${createHash('sha256').update(token).digest('hex')}\n`);
 
       const missing = await buildError(withCreds, { Dockerfile: ['FROM scratch', ...BUSYBOX, 'RUN --mount=type=secret,id=nope,required=true cat /run/secrets/nope', ''].join('\n') }, { secrets: { token: new Secret(token) } });
       expect(missing.err.code).toBe('build_failed');
@@ -346,6 +347,8 @@ describe('BuildKit builds (real engine, registry, swarm)', () => {
     };
     const cold = await build(withCreds, files, { tags: [`${image}:live`], args: { SOURCE_COMMIT: 'one' }, cacheFrom: [`${image}:live`] });
     expect(step(cold.lines)).toContainEqual(expect.stringMatching(/ DONE \d+\.\d+s$/));
+    // Nothing to import yet: BuildKit reports a failed step and builds on (a warning here).
+    expect(cold.lines).toContainEqual(expect.stringMatching(/^#\d+ WARN: building without this cache: failed to configure registry cache importer: .*:live: not found$/));
     await new DockerPusher(docker, registries).push({ repository: image, registry: world.registry.host, tag: 'live', signal: AbortSignal.timeout(60_000), log: () => undefined });
 
     // A fresh host: neither the image nor the cache of its steps.
