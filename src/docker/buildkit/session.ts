@@ -73,6 +73,9 @@ export async function openSession(docker: Docker, opts: SessionOptions): Promise
     );
   });
 
+  // The engine may drop the session at any time (build over, engine restarting): that
+  // must never become an unhandled 'error' event in the deployer.
+  socket.on('error', () => undefined);
   const server = new grpc.Server();
   server.addService(AuthService, {
     Credentials(call: grpc.ServerUnaryCall<{ Host: string }, unknown>, callback: grpc.sendUnaryData<Record<string, unknown>>) {
