@@ -11,7 +11,7 @@ import { decodeStatus } from './buildkit/proto.ts';
 import { openSession, type BuildSession } from './buildkit/session.ts';
 import { packContext } from './context.ts';
 import { secretMasker } from './secret-mask.ts';
-import { LineBuffer, followJsonStream, type ProgressEvent } from './stream.ts';
+import { LineBuffer, followJsonStream } from './stream.ts';
 
 /** Messages of the classic builder itself (as opposed to a step's output). */
 const BUILDER_MESSAGE = /^( ---> |Step \d+\/\d+ : |Successfully (built|tagged) |Removing intermediate container )/;
@@ -74,9 +74,12 @@ export class DockerBuilder implements BuildPort {
         secrets,
         credentials: (host) => credentialsFor(this.#registries, host),
         onRequest: ({ kind, name, found }) => {
-          // Once per host or id: BuildKit asks again for every layer.
-          if (kind === 'secret' && !found && !asked.has(`s:${name}`)) log(`warning: the build asked for secret "${name}", which build.secrets does not define`);
-          asked.add(`${kind[0]}:${name}`);
+          // Once per host or id: BuildKit asks again for every image and layer.
+          const key = `${kind}:${name}`;
+          if (asked.has(key)) return;
+          asked.add(key);
+          if (kind === 'secret' && !found) log(`warning: the build asked for secret "${name}", which build.secrets does not define`);
+          if (kind === 'credentials') log(found ? `registry ${name}: using the configured credentials` : `registry ${name}: no credentials configured, pulling anonymously`);
         },
       });
     } catch (err) {
@@ -263,5 +266,3 @@ export function dockerMessage(err: unknown): string {
   const msg = e?.json?.message ?? (typeof e?.message === 'string' ? e.message.replace(/^\(HTTP code \d+\) [^-]*- /, '') : undefined);
   return (msg ?? String(err)).trim();
 }
-
-export type { ProgressEvent };

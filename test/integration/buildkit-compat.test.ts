@@ -234,12 +234,14 @@ describe('BuildKit builds (real engine, registry, swarm)', () => {
       await removeRepositoryImages(base);
       const { tag, lines } = await build(withCreds, child());
       expect(await inImage(tag, 'cat /child')).toBe(`child of the private base ${nonce}\n`);
+      expect(lines).toContain(`registry ${world.registry.host}: using the configured credentials`);
       expect(lines.join('\n')).not.toContain(world.registry.password);
     });
 
     it('without credentials BuildKit fails with registry_auth, not retryable', async () => {
       await removeRepositoryImages(base);
-      const { err } = await buildError(noCreds, child());
+      const { err, lines } = await buildError(noCreds, child());
+      expect(lines).toContain(`registry ${world.registry.host}: no credentials configured, pulling anonymously`);
       expect(err.code).toBe('registry_auth');
       expect(err.retryable).toBe(false);
       expect(err.message).toMatch(new RegExp(`load metadata for ${base}:1.*401 Unauthorized`));
