@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { credentialsFor, registryConfigHeader } from '../../src/docker/auth.ts';
 import { chooseBuilder } from '../../src/docker/buildkit/engine.ts';
+import { createDocker } from '../../src/docker/client.ts';
 import { PlainProgress } from '../../src/docker/buildkit/progress.ts';
 import { decodeStatus, encodeStatus, type StatusResponse } from '../../src/docker/buildkit/proto.ts';
 import { secretMasker } from '../../src/docker/secret-mask.ts';
@@ -163,6 +164,13 @@ describe('builder choice, registry credentials and secret masking', () => {
     expect(chooseBuilder('buildkit', { apiVersion: '1.45', osType: 'windows', builderVersion: '1' })).toEqual({ builder: 'classic', reason: 'it is a windows engine' });
     expect(chooseBuilder('buildkit', { apiVersion: '1.38', osType: 'linux', builderVersion: undefined }).builder).toBe('classic');
     expect(chooseBuilder('classic', { apiVersion: '1.45', osType: 'linux', builderVersion: '2' })).toEqual({ builder: 'classic' });
+  });
+
+  it('puts no API version into request paths: the engine serves unversioned requests at its own version', () => {
+    for (const host of ['unix:///run/docker.sock', 'tcp://127.0.0.1:2375']) {
+      const modem = createDocker(host).modem as unknown as { version?: string };
+      expect(modem.version).toBeUndefined();
+    }
   });
 
   it('answers credentials per registry host (Docker Hub under any of its names), and builds X-Registry-Config', () => {
