@@ -313,6 +313,15 @@ describe('BuildKit builds (real engine, registry, swarm)', () => {
       expect(missing.lines).toContain('warning: the build asked for secret "nope", which build.secrets does not define');
     });
 
+    it('BuildKit clips a step that prints faster than 200 KiB/s, and the log says so', async () => {
+      const { lines } = await build(withCreds, { Dockerfile: ['FROM scratch', ...BUSYBOX, `RUN seq 1 200000 # ${nonce}`, ''].join('\n') });
+      const step = lines.find((l) => l.includes(`RUN seq 1 200000 # ${nonce}`))!.split(' ')[0]!;
+      expect(lines).toContain(`${step} [output clipped, log limit 200KiB/s reached]`);
+      const printed = lines.filter((l) => new RegExp(`^${step} \\d+$`).test(l)).length;
+      expect(printed).toBeGreaterThan(0);
+      expect(printed).toBeLessThan(200_000);
+    });
+
     it('on an engine that advises the classic builder, builds with it and says why', async () => {
       const proxy = await startPingRewriter({ 'builder-version': '1' });
       try {
@@ -528,7 +537,9 @@ describe('BuildKit builds (real engine, registry, swarm)', () => {
     });
 
     it('a 60,000-line step leaves 60,000 whole lines in the stored log, with either builder', async () => {
-      const files: FileMap = { Dockerfile: ['FROM scratch', ...BUSYBOX, `RUN seq 1 60000 # ${nonce}`, ''].join('\n') };
+      // 1,000 lines every 50 ms (~120 KB/s): under BuildKit's default output limit of
+      // 200 KiB/s per step, which would clip a plain `seq 1 60000` (see the next test).
+      const files: FileMap = { Dockerfile: ['FROM scratch', ...BUSYBOX, `RUN for i in $(seq 0 59); do seq $((i * 1000 + 1)) $((i * 1000 + 1000)); usleep 50000; done # ${nonce}`, ''].join('\n') };
       const { sha } = await pushCommit(url, world, REPO, files, '60k lines', 'lines');
       const res = await (await fetch(`${url}/api/pipelines/lines/runs?limit=5`, { headers: auth })).json();
       const bk = res.runs.find((r: any) => r.commit === sha);
