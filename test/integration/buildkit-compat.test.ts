@@ -55,9 +55,12 @@ describe('BuildKit builds (real engine, registry, swarm)', () => {
   });
 
   afterAll(async () => {
-    for (const r of repos) await removeRepositoryImages(r).catch(() => undefined);
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
+    // The service first: an image a container still runs cannot be removed.
     await world?.dispose();
+    for (const r of repos) await removeRepositoryImages(r).catch(() => undefined);
+    // This file's steps in the engine's build cache (each names the nonce), cache mounts included.
+    await forgetBuildCache(nonce).catch(() => undefined);
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
   async function context(files: FileMap): Promise<{ dir: string; files: string[] }> {
