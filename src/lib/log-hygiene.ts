@@ -5,7 +5,7 @@
  */
 
 /** A single log line keeps this many characters (UTF-16 code units); the rest is cut. */
-export const MAX_LOG_LINE = 64 * 1024;
+export const MAX_LOG_LINE = 16 * 1024;
 /** Commit subjects and authors keep this many characters. */
 export const MAX_SUBJECT = 500;
 export const MAX_AUTHOR = 200;
@@ -19,8 +19,10 @@ export const MAX_AUTHOR = 200;
  * 3. any other ESC, with its intermediates and final byte if present;
  * 4. C0 controls but tab, DEL, and C1 controls (U+0080–U+009F: 8-bit CSI, OSC, …).
  */
+// oxlint-disable-next-line no-control-regex -- matching control characters is this module's job
 const CONTROL = /\x1b\[([0-?]*)([ -/]*)([@-~])|\x1b[\]PX^_][\s\S]*?(?:\x07|\x1b\\|$)|\x1b[ -/]*[0-~]?|[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
 /** Cheap pre-check: most lines hold no control character at all. */
+// oxlint-disable-next-line no-control-regex -- as above
 const ANY_CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/;
 /** SGR parameters: numbers separated by `;` (or `:` for 38:2::r:g:b colours). */
 const SGR_PARAMS = /^[0-9;:]*$/;
