@@ -1,7 +1,14 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, createReadStream, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Config } from '../../src/config/types.ts';
 import { ADMIN_TOKEN } from '../helpers/config.ts';
+import type { DeployerProcess } from '../helpers/process.ts';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'deployer');
 
 /** Resident set size of a process, in bytes (from /proc: the real number, not the heap). */
 export function rssOf(pid: number): number {
@@ -158,4 +165,48 @@ export async function waitFor<T>(what: string, check: () => T | undefined | Prom
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * `bin/deployer <args>` with its stdout on a FIFO, as under Docker (the shim hands
+ * containers FIFOs) or `deployer serve | logger`; spawnDeployer's stdout is a socket
+ * pair, which `/proc/self/fd/1` cannot be opened on. Waits for the start-up log line.
+ */
+export async function spawnDeployerOnFifo(args: string[], env: NodeJS.ProcessEnv, readyMsg: 'listening' | 'worker started'): Promise<DeployerProcess & { cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'deployer-fifo-'));
+  const fifo = join(dir, 'stdout');
+  execFileSync('mkfifo', [fifo]);
+  // Read-write: opening does not wait for a reader, and this end is the child's stdout.
+  const rw = openSync(fifo, 'r+');
+  const proc = spawn(BIN, args, { env, stdio: ['ignore', rw, 'pipe'] });
+  closeSync(rw);
+  let out = '';
+  // Drained all the time, so the daemon's logging never blocks on a full pipe.
+  const reader = createReadStream(fifo);
+  reader.on('data', (d) => (out += d.toString()));
+  reader.on('error', () => undefined);
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code, sig) => resolve(code ?? (sig ? -1 : null))));
+  const deadline = Date.now() + 20_000;
+  while (!out.includes(`"msg":"${readyMsg}"`)) {
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`deployer did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    proc,
+    output: () => out,
+    exited,
+    async kill(signal) {
+      proc.kill(signal);
+      return exited;
+    },
+    async cleanup() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+      reader.destroy();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
