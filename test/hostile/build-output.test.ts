@@ -98,6 +98,7 @@ describe('hostile build output and commit messages (a real `bin/deployer serve`)
       expect(log, where).not.toContain(`${ESC}[?1049h`);
       expect(log, where).not.toContain('\x07');
       expect(log, where).not.toContain('\x08');
+      // oxlint-disable-next-line no-control-regex -- ESC is what is looked for
       for (const m of log.matchAll(/\x1b/g)) expect(log.slice(m.index, m.index + 8), where).toMatch(/^\x1b\[[0-9;]*m/);
       // No stored line is longer than the cap (and its note); the long one says it was cut.
       const lines = log.split('\n');

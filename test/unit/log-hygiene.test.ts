@@ -4,6 +4,7 @@ import { cleanSubject, MAX_LOG_LINE, MAX_SUBJECT, sanitizeLogLine } from '../../
 
 const ESC = '\x1b';
 /** Every ESC left must start an SGR sequence: ESC [ digits/;/: m. */
+// oxlint-disable-next-line no-control-regex -- the property under test
 const onlySgr = (s: string) => [...s.matchAll(/\x1b/g)].every((m) => /^\x1b\[[0-9;:]*m/.test(s.slice(m.index)));
 // oxlint-disable-next-line no-control-regex -- the property under test
 const noControls = (s: string) => !/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(s.replace(/\x1b\[[0-9;:]*m/g, ''));
