@@ -6,6 +6,7 @@ import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
 import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
+import { insidePath } from './paths.ts';
 import { ConfigSchema } from './schema.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
 
@@ -144,8 +145,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       url,
       branch: p.branch ?? 'main',
       build: {
-        context: p.build?.context ?? '.',
-        dockerfile: p.build?.dockerfile ?? 'Dockerfile',
+        context: insidePath(p.build?.context ?? '.', `${path}.build.context`, 'the repository', issues),
+        dockerfile: insidePath(p.build?.dockerfile ?? 'Dockerfile', `${path}.build.dockerfile`, 'the build context', issues),
         args,
         target: p.build?.target,
       },
