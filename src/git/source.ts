@@ -69,6 +69,10 @@ export class GitSource implements SourcePort, BranchHeadPort {
         if (err instanceof DeployerError) throw err;
         if (signal.aborted) throw err;
         const message = firstLine(err);
+        // fetch.fsckObjects refused what the remote sent: no retry fetches other objects.
+        if (/fsck error/i.test(errorMessage(err))) {
+          throw new DeployerError('git_failed', `git: refused a malformed object from ${redactUrl(pipeline.url)} (fsck): ${message}`, { cause: err });
+        }
         throw new DeployerError('git_failed', `git: ${message}`, { retryable: !PERMANENT_GIT.test(message), cause: err });
       }
     });

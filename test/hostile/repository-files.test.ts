@@ -20,7 +20,7 @@ import { git, siteFiles, writeFiles, type FileMap } from '../support/site.ts';
 import { get, spawnDeployerOnFifo, waitFor } from './helpers.ts';
 
 const REPO = 'acme/hostile-files';
-const BRANCHES = ['fd', 'zero', 'leak', 'linked'] as const;
+const BRANCHES = ['fd', 'zero', 'leak', 'linked', 'corrupt'] as const;
 
 describe('repository files that point elsewhere (a real `bin/deployer serve`)', () => {
   let world: World;
@@ -160,6 +160,30 @@ describe('repository files that point elsewhere (a real `bin/deployer serve`)', 
       }
     } finally {
       await rm(ctx, { recursive: true, force: true });
+    }
+  });
+
+  it('a branch whose head holds a malformed tree: the fetch refuses it (fsck), nothing is built, the mirror stays clean', async () => {
+    // Made with plain git in the remote: a tree listing the same name twice (`git fsck`:
+    // duplicateEntries, an error), in a commit on top of main.
+    const bare = world.repo.bareDir;
+    const blob = (await git(['hash-object', '-w', '--stdin'], bare)).trim();
+    const entry = Buffer.concat([Buffer.from('100644 a\0'), Buffer.from(blob, 'hex')]);
+    const tmp = await mkdtemp(join(tmpdir(), 'hostile-tree-'));
+    try {
+      await writeFile(join(tmp, 'tree'), Buffer.concat([entry, entry]));
+      const tree = (await git(['hash-object', '-t', 'tree', '-w', '--literally', join(tmp, 'tree')], bare)).trim();
+      const commit = (await git(['commit-tree', tree, '-p', 'main', '-m', 'malformed tree'], bare)).trim();
+      await git(['update-ref', 'refs/heads/corrupt', commit], bare);
+      const r = await finished(await push('corrupt', commit), 90_000);
+      expect(r.status).toBe('failed');
+      expect(r.error).toMatch(new RegExp(`^fetch: git: refused a malformed object from .* \\(fsck\\): error: object ${tree}: duplicateEntries`));
+      // Refused as a whole, at once: not retried as if the network had failed.
+      expect(await (await get(`${url}/api/runs/${r.id}/log`)).text()).not.toMatch(/retry 1\/3/);
+      const mirror = join(config.dataDir, 'git', 'mirrors', `${REPO.replace('/', '_')}.git`);
+      await expect(git(['cat-file', '-e', tree], mirror)).rejects.toThrow();
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
     }
   });
 
