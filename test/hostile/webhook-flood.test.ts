@@ -148,7 +148,8 @@ describe('webhook intake against hostile clients (a real `bin/deployer serve`)',
     const healthLoop = (async () => {
       while (attacking) {
         const t0 = Date.now();
-        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(15_000) });
+        // A /healthz that does not answer within 5 s fails the test (the fetch throws).
+        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
         await res.arrayBuffer();
         health.push({ ms: Date.now() - t0, status: res.status });
         await new Promise((r) => setTimeout(r, 200));
@@ -200,7 +201,9 @@ describe('webhook intake against hostile clients (a real `bin/deployer serve`)',
     expect(rss.peak() - baseline, 'RSS growth during the flood').toBeLessThan(BODY_BUDGET + 96 * MB);
     expect(after - baseline, 'RSS kept after the flood').toBeLessThan(BODY_BUDGET + 32 * MB);
     expect(health.length).toBeGreaterThan(5);
-    for (const h of health) expect(h.status).toBeLessThan(600);
+    // 503 only if a dependency check (Docker's ping, 2 s) was slow on a loaded machine: still an answer.
+    for (const h of health) expect([200, 503]).toContain(h.status);
+    expect(health.filter((h) => h.status === 200).length).toBeGreaterThan(health.length / 2);
 
     // And GitHub's real deliveries still go through.
     const push = await deliver(url, pushPayload(REPO, 'main', sha('a'), 'after the flood'));
