@@ -152,6 +152,8 @@ describe('hostile build output and commit messages (a real `bin/deployer serve`)
     expect(streamed.length).toBeLessThan(MB);
     rss.stop();
     console.log(`48 MB subject: RSS baseline ${mb(baseline)}, peak ${mb(rss.peak())} (+${mb(rss.peak() - baseline)})`);
-    expect(rss.peak() - baseline, 'RSS growth while taking the 48 MB commit').toBeLessThan(160 * MB);
+    // Mostly the signed 20 MB payload while it is verified and parsed (~140 MB measured);
+    // before the caps the 48 MB subject went through git, Redis, SQLite and every page.
+    expect(rss.peak() - baseline, 'RSS growth while taking the 48 MB commit').toBeLessThan(200 * MB);
   });
 });
