@@ -200,7 +200,7 @@ describe('webhook intake against hostile clients (a real `bin/deployer serve`)',
     expect(results.some((r) => r.status === 408), 'some dribbler was cut by the request timeout').toBe(true);
     expect(rss.peak() - baseline, 'RSS growth during the flood').toBeLessThan(BODY_BUDGET + 96 * MB);
     expect(after - baseline, 'RSS kept after the flood').toBeLessThan(BODY_BUDGET + 32 * MB);
-    expect(health.length).toBeGreaterThan(5);
+    expect(health.length).toBeGreaterThanOrEqual(2); // each within 5 s: the loop throws otherwise
     // 503 only if a dependency check (Docker's ping, 2 s) was slow on a loaded machine: still an answer.
     for (const h of health) expect([200, 503]).toContain(h.status);
     expect(health.filter((h) => h.status === 200).length).toBeGreaterThan(health.length / 2);
