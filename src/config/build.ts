@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Secret } from '../lib/secret.ts';
+import { insidePath } from './paths.ts';
 import type { BuildSettings } from './types.ts';
 
 interface Issue {
@@ -62,8 +63,8 @@ export function resolveBuild(
   });
 
   return {
-    context: build.context ?? '.',
-    dockerfile: build.dockerfile ?? 'Dockerfile',
+    context: insidePath(build.context ?? '.', `${path}.context`, 'the repository', issues),
+    dockerfile: insidePath(build.dockerfile ?? 'Dockerfile', `${path}.dockerfile`, 'the build context', issues),
     args,
     target: build.target,
     builder,

@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
 import { resolveBuild } from './build.ts';
+import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { ConfigSchema } from './schema.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
@@ -166,6 +167,10 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     });
   });
 
+  // Resolved before the check below, so that their errors are reported too.
+  const driftIntervalMs = durationOr(c.driftInterval, 60_000, 'driftInterval', issues);
+  const deadAfterMs = durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues);
+  const http = httpSettings(c.http, issues);
   if (issues.length > 0 || !webhookSecret || !adminToken || !listen) throw new ConfigError(file, dedupe(issues));
   const dataDir = resolve(base, c.dataDir ?? './data');
   return {
@@ -180,9 +185,10 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     auth: { adminToken },
     docker: defaultDocker,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
-    driftIntervalMs: durationOr(c.driftInterval, 60_000, 'driftInterval', issues),
+    driftIntervalMs,
+    http,
     registries,
-    worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs: durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues) },
+    worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs },
     pipelines,
   };
 }

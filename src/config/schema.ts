@@ -115,6 +115,7 @@ export const ConfigSchema = Type.Object(
         ),
       ),
     ),
+    http: Type.Optional(Type.Object({ requestTimeout: Type.Optional(Duration), headersTimeout: Type.Optional(Duration) }, closed)),
     worker: Type.Optional(
       Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })), deadAfter: Type.Optional(Duration) }, closed),
     ),

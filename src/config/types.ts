@@ -96,6 +96,8 @@ export interface Config {
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
   driftIntervalMs: number;
   registries: RegistryConfig[];
+  /** How long a client may take to send a request (ms): all of it, and its headers. */
+  http: { requestTimeoutMs: number; headersTimeoutMs: number };
   /** concurrency: runs at once per process; deadAfterMs: how long a silent worker keeps its job (lock). */
   worker: { concurrency: number; deadAfterMs: number };
   pipelines: PipelineConfig[];
