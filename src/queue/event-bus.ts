@@ -63,6 +63,7 @@ export class StreamReporter implements RunReporter {
 
   emit(event: RunEvent): void {
     if (event.type === 'log') {
+      // Where log lines enter: capped, and stripped of terminal controls but colours (log-hygiene.ts).
       for (const line of event.lines) this.#log(event.runId, event.stage, event.at, sanitizeLogLine(line));
       return;
     }
