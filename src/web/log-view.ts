@@ -10,7 +10,7 @@ import { esc, html, raw, type SafeHtml } from './html.ts';
  * numbered with an anchor (#L123). ANSI colours become classes; all text is escaped by
  * ansi_up. The browser's live view (assets/app.js) continues with the same grouping.
  */
-export function renderLog(chunks: readonly LogChunkView[], firstLine: number): SafeHtml {
+export function renderLog(chunks: readonly LogChunkView[], firstLine: number, opts: { finished: boolean }): SafeHtml {
   const ansi = classAnsi(AnsiUp);
   const out: string[] = [];
   let stage: string | null | undefined;
@@ -19,14 +19,17 @@ export function renderLog(chunks: readonly LogChunkView[], firstLine: number): S
   // of first appearance (BuildKit interleaves the lines of parallel steps).
   let items: (string | Step)[] = [];
   let steps = new Map<string, Step>();
+  // A blank line right after a step's line belongs to that step (BuildKit separates steps so).
+  let lastStep: Step | undefined;
   const flush = () => {
     if (stage === undefined) return;
     const label = STAGE_LABELS[stage ?? ''] ?? stage ?? 'run';
     out.push(`<details class="ls" open data-stage="${esc(stage ?? '')}"><summary>${esc(label)}</summary><div class="lb">`);
-    for (const item of items) out.push(typeof item === 'string' ? item : renderStep(item));
+    for (const item of items) out.push(typeof item === 'string' ? item : renderStep(item, opts.finished));
     out.push('</div></details>');
     items = [];
     steps = new Map();
+    lastStep = undefined;
   };
   for (const chunk of chunks) {
     if (chunk.stage !== stage) {
@@ -40,7 +43,9 @@ export function renderLog(chunks: readonly LogChunkView[], firstLine: number): S
       const markup = `<div class="l" id="L${n}"><a class="n" href="#L${n}" aria-label="line ${n}">${n}</a><span class="t">${ansi.ansi_to_html(line)}</span></div>`;
       const s = stepLine(line);
       if (!s) {
-        items.push(markup);
+        if (line === '' && lastStep) lastStep.lines.push(markup);
+        else items.push(markup);
+        lastStep = undefined;
         continue;
       }
       let step = steps.get(s.step);
@@ -55,6 +60,7 @@ export function renderLog(chunks: readonly LogChunkView[], firstLine: number): S
         step.statusText = s.text;
       }
       step.lines.push(markup);
+      lastStep = step;
     }
   }
   flush();
@@ -71,9 +77,14 @@ interface Step {
 }
 
 /** Finished steps start collapsed, like GitHub's; a failed or unfinished one stays open. */
-function renderStep(s: Step): string {
-  const open = s.status === 'done' || s.status === 'cached' ? '' : ' open';
-  const chip = s.status ? html`<span class="step-st step-${s.status}">${s.statusText}</span>` : html`<span class="step-st step-running">…</span>`;
+function renderStep(s: Step, runFinished: boolean): string {
+  const open = s.status === 'done' || s.status === 'cached' || (runFinished && !s.status) ? '' : ' open';
+  const chip = s.status ? stepChip(s.status, s.statusText) : runFinished ? html`` : html`<span class="step-st step-running">…</span>`;
   const titled = s.title === undefined ? '' : ' data-titled="1"';
   return `<details class="step" data-step="${s.id}"${open}${titled}><summary><span class="step-n">#${s.id}</span> <span class="step-title">${esc(s.title ?? '')}</span> ${chip.value}</summary>${s.lines.join('')}</details>`;
+}
+
+/** DONE 1.2s, CACHED, CANCELED as they are; an error says ERROR (its text is the step's last line). */
+export function stepChip(status: string, text: string): SafeHtml {
+  return html`<span class="step-st step-${status}" title="${text}">${status === 'error' ? 'ERROR' : text}</span>`;
 }

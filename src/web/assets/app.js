@@ -142,6 +142,8 @@ function liveRun(log) {
     return d;
   };
   let lines = log.querySelectorAll('.l').length;
+  // A blank line right after a step's line belongs to that step (as the server groups it).
+  let lastStep = null;
   const append = (stage, text) => {
     $('[data-empty]', log)?.remove();
     const lb = section(stage);
@@ -164,7 +166,8 @@ function liveRun(log) {
       div.append(a, t);
       const s = stepLine(line);
       if (!s) {
-        lb.append(div);
+        (line === '' && lastStep && lastStep.parentElement === lb ? lastStep : lb).append(div);
+        lastStep = null;
       } else {
         const step = stepOf(lb, s.step);
         if (s.kind === 'title' && !step.dataset.titled) {
@@ -174,9 +177,11 @@ function liveRun(log) {
         if (s.kind === 'status') {
           const chip = $('.step-st', step);
           chip.className = `step-st step-${s.status}`;
-          chip.textContent = s.text;
+          chip.textContent = s.status === 'error' ? 'ERROR' : s.text;
+          chip.title = s.text;
         }
         step.append(div);
+        lastStep = step;
       }
       lines++;
     }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { PipelineConfig } from '../../config/types.ts';
-import { RUN_STATUSES, type RunStatus, type Trigger } from '../../pipeline/states.ts';
+import { isTerminal, RUN_STATUSES, type RunStatus, type Trigger } from '../../pipeline/states.ts';
 import type { AuditResult } from '../../store/audit-store.ts';
 import type { ConsoleKit } from '../console.ts';
 import { html } from '../html.ts';
@@ -30,14 +30,17 @@ export async function pageRoutes(app: FastifyInstance, kit: ConsoleKit): Promise
 
   const summarize = (p: PipelineConfig): PipelineSummary => {
     const d = deps.store.currentDeployment(p.name);
+    const current = queries.current(p.name);
+    const paused = deps.store.pauseOf(p.name);
     return {
       config: p,
-      paused: deps.store.pauseOf(p.name) ?? null,
+      paused: paused ?? null,
       drift: deps.drift.driftOf(p.name),
       deployed: d ? { commit: d.commit, digest: d.digest, at: d.deployedAt, run: d.runId } : null,
       servingRun: d ? deps.store.getRun(d.runId) : undefined,
-      current: queries.current(p.name),
+      current,
       failing: queries.failingStreak(p.name),
+      held: current !== undefined && paused !== undefined && current.status === 'queued' && (current.trigger === 'push' || current.trigger === 'poll'),
     };
   };
 
@@ -88,7 +91,7 @@ ${page.next || before ? html`<nav class="pager" aria-label="Run pages">${before 
     const shown = chunks.reduce((n, c) => n + c.lines, 0);
     const total = start === 0 ? shown : queries.logLineCount(run.id);
     const firstLine = total - shown + 1;
-    const data: RunPageData = { ...base, log: { html: renderLog(chunks, firstLine), firstLine, shownLines: shown, totalLines: total, lastSeq: chunks.at(-1)?.seq ?? start } };
+    const data: RunPageData = { ...base, log: { html: renderLog(chunks, firstLine, { finished: isTerminal(run.status) }), firstLine, shownLines: shown, totalLines: total, lastSeq: chunks.at(-1)?.seq ?? start } };
     return kit.page(req, reply, `Run ${run.id}`, (ctx) => html`${done(req)}${runBody(ctx, data)}`, { live: 'run', head });
   });
 

@@ -60,7 +60,7 @@ const ICONS: Record<string, string> = {
   running: '◐',
   queued: '◷',
   pending: '○',
-  held: '⏸',
+  held: '‖',
   cancelled: '⊘',
   superseded: '↷',
   skipped: '–',

@@ -14,11 +14,13 @@ export interface PipelineSummary {
   current: RunView | undefined;
   /** How many of the last finished runs failed in a row. */
   failing: number;
+  /** The current run is a push waiting on the pause. */
+  held?: boolean;
 }
 
 /** The pipeline's badges: paused, drift, failing. */
 export function badges(p: Pick<PipelineSummary, 'paused' | 'drift' | 'failing'>): SafeHtml {
-  return html`${p.paused ? html`<span class="badge badge-paused" title="${p.paused.reason}">⏸ paused</span>` : ''}${p.drift?.length ? html`<span class="badge badge-drift">⚠ drift</span>` : ''}${p.failing > 0 ? html`<span class="badge badge-failing">✗ failing${p.failing > 1 ? html` ×${p.failing}` : ''}</span>` : ''}`;
+  return html`${p.paused ? html`<span class="badge badge-paused" title="${p.paused.reason}">‖ paused</span>` : ''}${p.drift?.length ? html`<span class="badge badge-drift">⚠ drift</span>` : ''}${p.failing > 0 ? html`<span class="badge badge-failing">✗ failing${p.failing > 1 ? html` ×${p.failing}` : ''}</span>` : ''}`;
 }
 
 /** Four segments, one per stage, each by text as well as colour. */
@@ -34,7 +36,7 @@ function card(ctx: ViewContext, p: PipelineSummary): SafeHtml {
 <dt>Digest</dt><dd class="mono" title="${p.deployed.digest}">${p.deployed.digest.slice(0, 19)}</dd></dl>`
     : html`<p class="muted">Nothing deployed yet.</p>`;
   const cur = p.current
-    ? html`<div><a href="/runs/${p.current.id}">${status(p.current.status)}</a> ${commitLink(ctx, c.repo, p.current.commit)} <span class="muted">${triggeredBy(p.current)} · ${p.current.startedAt ? took(p.current.startedAt, null) : ago(p.current.createdAt)}</span>${stageStrip(p.current)}</div>`
+    ? html`<div><a href="/runs/${p.current.id}">${status(p.held ? 'held' : p.current.status)}</a> ${commitLink(ctx, c.repo, p.current.commit)} <span class="muted">${triggeredBy(p.current)} · ${p.current.startedAt ? took(p.current.startedAt, null) : ago(p.current.createdAt)}</span>${stageStrip(p.current)}</div>`
     : '';
   const drift = p.drift?.length
     ? html`<p class="small">${p.drift.map((d) => html`<strong>drift:</strong> ${d.service} runs <code>${d.actual ?? '(service gone)'}</code>, not the deployed <code>${d.recorded}</code><br>`)}</p>`
