@@ -186,7 +186,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       logFile: join(tmp, 'daemon.log'),
       ...(ctx.cpuProf ? { cpuProfDir: join(ctx.outDir, 'profiles'), profileName: 'ui-scale-daemon' } : {}),
     });
-    client = new SequentialClient(daemon.ready.url);
+    client = new SequentialClient(daemon.ready.url, { authorization: `Bearer ${daemon.ready.adminToken}` });
     const pid = daemon.pid;
 
     const routes: { name: string; path: string; page: boolean; count: number; watchMemory?: boolean }[] = [

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { StreamReporter } from '../../src/queue/event-bus.ts';
-import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
+import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { disposeQueues } from '../helpers/world.ts';
 
@@ -57,7 +57,7 @@ describe('minimal UI in a real browser', () => {
     expect(dialogs).toEqual(['prompt']);
     const rebuildId = page.url().split('/').pop()!;
     expect(rebuildId).not.toBe(runId);
-    const run = await (await fetch(`${daemon.url}/api/runs/${rebuildId}`)).json();
+    const run = await (await fetch(`${daemon.url}/api/runs/${rebuildId}`, AUTH)).json();
     expect(run).toMatchObject({ trigger: 'rebuild', status: 'queued' });
     expect(await page.content()).not.toContain(ADMIN_TOKEN);
     await page.close();
