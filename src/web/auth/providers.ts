@@ -73,10 +73,14 @@ export class OidcProvider implements SignInProvider {
 
   async finish(callbackUrl: URL, pending: PendingSignIn): Promise<Identity> {
     const config = await this.#configuration();
-    let claims: oidc.IDToken | undefined;
+    let claims: Record<string, unknown> | undefined;
     try {
       const tokens = await oidc.authorizationCodeGrant(config, callbackUrl, { pkceCodeVerifier: pending.verifier, expectedState: pending.state, expectedNonce: pending.nonce, idTokenExpected: true });
       claims = tokens.claims();
+      // Providers may keep scope claims (email) out of the ID token: ask UserInfo for them.
+      if (claims && claims.email === undefined && config.serverMetadata().userinfo_endpoint) {
+        claims = { ...(await oidc.fetchUserInfo(config, tokens.access_token, String(claims.sub))), ...claims };
+      }
     } catch (err) {
       throw new DeployerError('invalid_input', `sign-in with ${this.label} failed: ${(err as Error).message}`, { cause: err });
     }
