@@ -1,14 +1,13 @@
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { launchChromium } from '../helpers/browser.ts';
 import { AUTH, testConfig } from '../helpers/config.ts';
 import { freePort } from '../helpers/process.ts';
 import { disposeQueues } from '../helpers/world.ts';
 import { startFakeGithub, type FakeGithub } from '../support/github-oauth.ts';
 import { startOidcProvider, type TestOidc } from '../support/oidc.ts';
-
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /**
  * Signing in through a real OpenID Connect provider (oidc-provider, run here) and
@@ -39,7 +38,7 @@ describe('sign-in with OpenID Connect and GitHub, in a real browser', () => {
 `,
     });
     daemon = await startDaemon(config, { http: true, worker: false });
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
