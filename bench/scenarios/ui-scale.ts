@@ -205,7 +205,6 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       { name: 'GET /runs?status=failed&trigger=push', path: '/runs?status=failed&trigger=push', page: true, count: size.requests },
       { name: 'GET /audit', path: '/audit', page: true, count: size.requests },
       { name: 'GET /audit?actor=user7', path: '/audit?actor=user7', page: true, count: size.requests },
-      { name: 'GET /signin', path: '/signin', page: true, count: size.requests },
       { name: 'GET /api/audit', path: '/api/audit', page: false, count: size.requests },
       { name: 'GET /api/runs?status=failed', path: '/api/runs?status=failed', page: false, count: size.requests },
       { name: 'GET /api/pipelines', path: '/api/pipelines', page: false, count: size.requests },

@@ -91,7 +91,7 @@ describe('access: sign-in, roles, CSRF and the audit trail', () => {
   });
 
   it('refuses every route to anonymous requests, except /healthz, the webhook and signing in', async () => {
-    const routes = daemon.app!.routeList.filter((r) => r.method !== 'HEAD');
+    const routes = daemon.app!.routeList; // HEAD routes included
     const open = new Set(['/healthz', '/webhooks/github', '/signin', '/assets/:file', '/auth/token', '/auth/logout']);
     const fill = (u: string) => u.replace(':name', 'site').replace(':id', runId).replace(':file', 'app.css');
     const before = runCount();

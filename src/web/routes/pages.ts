@@ -28,31 +28,33 @@ export async function pageRoutes(app: FastifyInstance, kit: ConsoleKit): Promise
   const { deps, queries } = kit;
   const repoOf = (name: string) => deps.config.pipelines.find((p) => p.name === name)?.repo ?? '';
 
-  const summarize = (p: PipelineConfig): PipelineSummary => {
+  const summarize = (p: PipelineConfig, currents = queries.currentByPipeline()): PipelineSummary => {
     const d = deps.store.currentDeployment(p.name);
-    const current = queries.current(p.name);
+    const current = currents.get(p.name);
     const paused = deps.store.pauseOf(p.name);
     return {
       config: p,
       paused: paused ?? null,
       drift: deps.drift.driftOf(p.name),
       deployed: d ? { commit: d.commit, digest: d.digest, at: d.deployedAt, run: d.runId } : null,
-      servingRun: d ? deps.store.getRun(d.runId) : undefined,
+      servingRun: d ? queries.summariesOf([d.runId]).get(d.runId) : undefined,
       current,
       failing: queries.failingStreak(p.name),
       held: current !== undefined && paused !== undefined && current.status === 'queued' && (current.trigger === 'push' || current.trigger === 'poll'),
     };
   };
 
-  app.get('/', async (req, reply) =>
-    kit.page(req, reply, 'Pipelines', (ctx) => overviewBody(ctx, deps.config.pipelines.map(summarize), queries.list({}, 20).runs, repoOf), { live: 'page' }),
-  );
+  app.get('/', async (req, reply) => {
+    const currents = queries.currentByPipeline();
+    const pipelines = deps.config.pipelines.map((p) => summarize(p, currents));
+    return kit.page(req, reply, 'Pipelines', (ctx) => overviewBody(ctx, pipelines, queries.summaries({}, 20).runs, repoOf), { live: 'page' });
+  });
 
   app.get<{ Querystring: Record<string, string> }>('/runs', async (req, reply) => {
     const q = req.query;
     const filter = { pipeline: oneOf(q.pipeline, deps.config.pipelines.map((p) => p.name)), status: oneOf<RunStatus>(q.status, RUN_STATUSES), trigger: oneOf<Trigger>(q.trigger, TRIGGERS) };
     const before = cursor(q.before);
-    const page = queries.list(filter, 50, before);
+    const page = queries.summaries(filter, 50, before);
     const link = (extra: Record<string, string | number | undefined>) => {
       const p = new URLSearchParams();
       for (const [k, v] of Object.entries({ ...filter, ...extra })) if (v !== undefined) p.set(k, String(v));
@@ -72,10 +74,12 @@ ${page.next || before ? html`<nav class="pager" aria-label="Run pages">${before 
     if (!p) return kit.message(req, reply, 404, 'Not found', `No pipeline "${req.params.name}".`);
     const q = req.query;
     const filter = { status: oneOf<RunStatus>(q.status, RUN_STATUSES), trigger: oneOf<Trigger>(q.trigger, TRIGGERS), before: cursor(q.before) };
-    const runs = queries.list({ pipeline: p.name, status: filter.status, trigger: filter.trigger }, 25, filter.before);
+    const runs = queries.summaries({ pipeline: p.name, status: filter.status, trigger: filter.trigger }, 25, filter.before);
     const s = summarize(p);
     const held = s.paused ? deps.store.queuedRuns(p.name).filter((r) => r.trigger === 'push' || r.trigger === 'poll') : [];
-    const entries = historyOf(deps.store.deployments(p.name, 60), (id) => deps.store.getRun(id)).slice(0, 20);
+    const rows = deps.store.deployments(p.name, 60);
+    const behind = queries.summariesOf([...new Set(rows.map((d) => d.runId))]);
+    const entries = historyOf(rows, (id) => behind.get(id)).slice(0, 20);
     return kit.page(req, reply, p.name, (ctx) => html`${done(req)}${pipelineBody(ctx, s, { ...runs, filter }, held, entries)}`, { live: 'page' });
   });
 

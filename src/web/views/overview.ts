@@ -1,5 +1,5 @@
 import type { PipelineConfig } from '../../config/types.ts';
-import type { RunView } from '../../store/run-store.ts';
+import type { RunSummary } from '../../store/run-queries.ts';
 import { html, type SafeHtml } from '../html.ts';
 import { actionForm, ago, can, commitLink, shortSha, status, took, triggeredBy, type ViewContext } from './layout.ts';
 
@@ -9,9 +9,9 @@ export interface PipelineSummary {
   drift: { service: string; recorded: string; actual: string | null }[] | null;
   deployed: { commit: string; digest: string; at: string; run: string } | null;
   /** The run behind what serves (subject and author). */
-  servingRun: RunView | undefined;
+  servingRun: RunSummary | undefined;
   /** Running, else the oldest waiting run. */
-  current: RunView | undefined;
+  current: RunSummary | undefined;
   /** How many of the last finished runs failed in a row. */
   failing: number;
   /** The current run is a push waiting on the pause. */
@@ -24,7 +24,7 @@ export function badges(p: Pick<PipelineSummary, 'paused' | 'drift' | 'failing'>)
 }
 
 /** Four segments, one per stage, each by text as well as colour. */
-export function stageStrip(run: RunView): SafeHtml {
+export function stageStrip(run: RunSummary): SafeHtml {
   return html`<div class="strip" aria-label="stages">${run.stages.map((s) => html`<span class="s-${s.status}" title="${s.name}: ${s.status}${s.error ? ` (${s.error})` : ''}">${s.name}<span class="sr"> ${s.status}</span>${s.status === 'running' ? ' …' : s.status === 'succeeded' ? ' ✓' : s.status === 'failed' ? ' ✗' : ''}</span>`)}</div>`;
 }
 
@@ -47,7 +47,7 @@ ${serving}${cur}${p.paused ? html`<p class="small"><strong>Paused</strong> by ${
 ${can(ctx, 'operator') ? html`<div class="actions">${actionForm(ctx, `/api/pipelines/${c.name}/rebuild`, 'Rebuild', { label: `Rebuild ${c.name}` })}</div>` : ''}</section>`;
 }
 
-export function runsTable(ctx: ViewContext, runs: RunView[], repoOf: (pipeline: string) => string, opts: { pipelineColumn: boolean }): SafeHtml {
+export function runsTable(ctx: ViewContext, runs: RunSummary[], repoOf: (pipeline: string) => string, opts: { pipelineColumn: boolean }): SafeHtml {
   if (runs.length === 0) return html`<p class="empty">No runs.</p>`;
   return html`<div class="tw"><table><thead><tr><th>Status</th><th>Run</th>${opts.pipelineColumn ? html`<th>Pipeline</th>` : ''}<th>Commit</th><th class="hide-narrow">Trigger</th><th class="hide-narrow">Took</th><th>Created</th></tr></thead><tbody>
 ${runs.map(
@@ -55,7 +55,7 @@ ${runs.map(
 )}</tbody></table></div>`;
 }
 
-export function overviewBody(ctx: ViewContext, pipelines: PipelineSummary[], latest: RunView[], repoOf: (pipeline: string) => string): SafeHtml {
+export function overviewBody(ctx: ViewContext, pipelines: PipelineSummary[], latest: RunSummary[], repoOf: (pipeline: string) => string): SafeHtml {
   return html`<h1>Pipelines</h1>
 <div class="grid">${pipelines.map((p) => card(ctx, p))}</div>
 <h2>Latest runs</h2>${runsTable(ctx, latest, repoOf, { pipelineColumn: true })}

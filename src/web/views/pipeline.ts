@@ -1,7 +1,8 @@
 import { stringify } from 'yaml';
 import { RUN_STATUSES } from '../../pipeline/states.ts';
 import { Secret } from '../../lib/secret.ts';
-import type { DeploymentView, RunView } from '../../store/run-store.ts';
+import type { RunSummary } from '../../store/run-queries.ts';
+import type { DeploymentView } from '../../store/run-store.ts';
 import { html, type SafeHtml } from '../html.ts';
 import { actionForm, ago, can, commitLink, shortSha, status, type ViewContext } from './layout.ts';
 import { badges, runsTable, stageStrip, type PipelineSummary } from './overview.ts';
@@ -9,7 +10,7 @@ import { badges, runsTable, stageStrip, type PipelineSummary } from './overview.
 export const TRIGGERS = ['push', 'rebuild', 'rollback', 'poll'] as const;
 
 export interface RunsPage {
-  runs: RunView[];
+  runs: RunSummary[];
   next: number | null;
   filter: { status?: string | undefined; trigger?: string | undefined; before?: number | undefined };
 }
@@ -29,7 +30,7 @@ export interface HistoryEntry {
 }
 
 /** Deployment rows (one per service) grouped by the run that made them, newest first. */
-export function historyOf(rows: DeploymentView[], runOf: (id: string) => RunView | undefined): HistoryEntry[] {
+export function historyOf(rows: DeploymentView[], runOf: (id: string) => RunSummary | undefined): HistoryEntry[] {
   const byRun = new Map<string, HistoryEntry>();
   for (const d of rows) {
     const e = byRun.get(d.runId);
@@ -96,7 +97,7 @@ ${admin ? html`<td>${serving ? '' : html`<details class="confirm"><summary class
 })}</tbody></table></div>`;
 }
 
-export function pipelineBody(ctx: ViewContext, s: PipelineSummary, runs: RunsPage, held: RunView[], entries: HistoryEntry[]): SafeHtml {
+export function pipelineBody(ctx: ViewContext, s: PipelineSummary, runs: RunsPage, held: RunSummary[], entries: HistoryEntry[]): SafeHtml {
   const c = s.config;
   const op = can(ctx, 'operator');
   const admin = can(ctx, 'admin');
