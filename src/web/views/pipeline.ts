@@ -66,6 +66,14 @@ export function maskedConfig(value: unknown, key = ''): unknown {
   return value;
 }
 
+/** The config does not change while the process runs: its YAML is made once per pipeline. */
+const yamlCache = new WeakMap<object, string>();
+function configYaml(c: PipelineSummary['config']): string {
+  let y = yamlCache.get(c);
+  if (y === undefined) yamlCache.set(c, (y = stringify(maskedConfig(c))));
+  return y;
+}
+
 function filters(ctx: ViewContext, name: string, f: RunsPage['filter']): SafeHtml {
   const opt = (v: string, cur: string | undefined) => html`<option value="${v}"${v === (cur ?? '') ? html` selected` : ''}>${v || 'any'}</option>`;
   return html`<form class="filters" method="get" action="/pipelines/${name}#runs">
@@ -117,5 +125,5 @@ ${s.current ? html`<div class="card"><a href="/runs/${s.current.id}">${status(s.
 ${heldList}
 <h2 id="runs">Runs</h2>${filters(ctx, c.name, runs.filter)}${runsTable(ctx, runs.runs, () => c.repo, { pipelineColumn: false })}${pager(`/pipelines/${c.name}`, runs.filter, runs.next)}
 <h2 id="history">Deployment history</h2>${history(ctx, s, entries)}
-<h2 id="config">Configuration</h2><details><summary>Effective configuration (secrets masked)</summary><pre class="cfg">${stringify(maskedConfig(c))}</pre></details>`;
+<h2 id="config">Configuration</h2><details><summary>Effective configuration (secrets masked)</summary><pre class="cfg">${configYaml(c)}</pre></details>`;
 }
