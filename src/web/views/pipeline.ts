@@ -121,7 +121,7 @@ ${admin ? (s.paused ? actionForm(ctx, `/api/pipelines/${c.name}/resume`, 'Resume
 ${s.paused ? html`<div class="notice warn">Paused by ${s.paused.by} ${ago(s.paused.at)}: ${s.paused.reason}. New pushes wait here until it is resumed.</div>` : ''}
 ${s.drift?.length ? html`<div class="notice bad">${s.drift.map((d) => html`Drift: ${d.service} runs <code>${d.actual ?? '(service gone)'}</code>, not the deployed <code>${d.recorded}</code>. `)}</div>` : ''}
 ${actions}
-${s.current ? html`<div class="card"><a href="/runs/${s.current.id}">${status(s.current.status)}</a> ${commitLink(ctx, c.repo, s.current.commit)} ${s.current.subject ?? ''}${stageStrip(s.current)}</div>` : ''}
+${s.current ? html`<div class="card"><a href="/runs/${s.current.id}">${status(s.held ? 'held' : s.current.status)}</a> ${commitLink(ctx, c.repo, s.current.commit)} ${s.current.subject ?? ''}${stageStrip(s.current)}</div>` : ''}
 ${heldList}
 <h2 id="runs">Runs</h2>${filters(ctx, c.name, runs.filter)}${runsTable(ctx, runs.runs, () => c.repo, { pipelineColumn: false })}${pager(`/pipelines/${c.name}`, runs.filter, runs.next)}
 <h2 id="history">Deployment history</h2>${history(ctx, s, entries)}
