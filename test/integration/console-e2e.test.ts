@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
@@ -13,10 +14,15 @@ import { waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/console';
 
-/** The site, with a build step that prints a coloured line after a pause (so it arrives while the page is open). */
+/**
+ * The site, with a build step that prints a coloured line after a pause (so it arrives
+ * while the page is open). The step is unique to this test run: the engine's build cache
+ * is shared, and a cached step prints nothing.
+ */
 function colouredSite(content: string, sleep: number): Record<string, string> {
   const files = siteFiles(content) as Record<string, string>;
-  files.Dockerfile = files.Dockerfile!.replace('COPY www /www', `RUN sleep ${sleep} && printf '\\033[31mred build line\\033[0m\\n'\nCOPY www /www`);
+  const nonce = randomBytes(6).toString('hex');
+  files.Dockerfile = files.Dockerfile!.replace('COPY www /www', `RUN echo ${nonce} >/dev/null && sleep ${sleep} && printf '\\033[31mred build line\\033[0m\\n'\nCOPY www /www`);
   return files;
 }
 
@@ -100,8 +106,12 @@ describe('console end to end (OIDC sign-in, real builds and deploys, chromium)',
     // The overview learns of the run without a reload.
     await overview.locator(`a[href="/runs/${runId}"]`).first().waitFor({ timeout: 20_000 });
     // The log arrives live, coloured (ANSI → classes), on the page that was already open.
-    await runPage.locator('#log .ansi-red-fg', { hasText: 'red build line' }).waitFor({ timeout: 120_000 });
-    await runPage.locator('#run-status .st-succeeded').waitFor({ timeout: 120_000 });
+    const explain = async (err: unknown) => {
+      const run = daemon.store!.getRun(runId);
+      throw new Error(`${(err as Error).message}\nrun: ${JSON.stringify(run)}\nlog:\n${[...daemon.store!.logChunks(runId)].join('').slice(-3000)}\npage log:\n${(await runPage.locator('#log').innerHTML()).slice(-3000)}`);
+    };
+    await runPage.locator('#log .ansi-red-fg', { hasText: 'red build line' }).waitFor({ timeout: 150_000 }).catch(explain);
+    await runPage.locator('#run-status .st-succeeded').waitFor({ timeout: 150_000 }).catch(explain);
     expect(await marked(runPage)).toBe(true);
     expect(await runPage.locator('#stage-deploy .st-succeeded').count()).toBe(1);
     expect(await runPage.locator('main').textContent()).toContain('rebuild by bob@example.org');
