@@ -8,6 +8,9 @@ import { EventLog, type BatchOutcome, type StreamEntry } from './event-log.ts';
 import { LogRepository, type LogChunkView } from './logs.ts';
 import { PauseRepository, type PauseView } from './pauses.ts';
 import { Retention } from './retention.ts';
+import { AuditStore } from './audit-store.ts';
+import { RunQueries } from './run-queries.ts';
+import { SessionStore } from './session-store.ts';
 import { RunRepository, type DeliveryOutcome, type NewRun, type PushDelivery, type RecordedPushes, type RunView } from './runs.ts';
 import { Sql, text } from './sql.ts';
 
@@ -39,6 +42,10 @@ export class RunStore {
   readonly #listeners: AppliedListener[] = [];
   /** This store's id: names the event stream its workers report to. Made once, kept in the store. */
   readonly id: string;
+  /** The console's own tables: sign-in sessions, the audit log, and run lists across pipelines. */
+  readonly sessions: SessionStore;
+  readonly audit: AuditStore;
+  readonly queries: RunQueries;
 
   constructor(db: DatabaseSync, opts: { maxEventAttempts?: number } = {}) {
     this.#sql = new Sql(db);
@@ -48,6 +55,9 @@ export class RunStore {
     this.#pauses = new PauseRepository(this.#sql);
     this.#retention = new Retention(this.#sql);
     this.#events = new EventLog({ sql: this.#sql, runs: this.#runs, logs: this.#logs, deployments: this.#deployments, ...(opts.maxEventAttempts ? { maxAttempts: opts.maxEventAttempts } : {}) });
+    this.sessions = new SessionStore(db);
+    this.audit = new AuditStore(db);
+    this.queries = new RunQueries(db, this);
     this.id = this.#sql.transaction(() => {
       const row = this.#sql.get("SELECT value FROM store_meta WHERE key = 'id'");
       if (row) return text(row, 'value');

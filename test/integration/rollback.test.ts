@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queueNamesOf } from '../../src/queue/run-queue.ts';
-import { ADMIN_TOKEN } from '../helpers/config.ts';
+import { ADMIN_TOKEN, AUTH } from '../helpers/config.ts';
 import { startWorldDeployer, type WorldDeployer } from '../helpers/daemon.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { waitForRun } from '../helpers/runs.ts';
@@ -38,7 +38,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     expect(res.status).toBe(202);
     return res.body.runs[0] as string;
   };
-  const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`)).json());
+  const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`, AUTH)).json());
   /** Whether the run has a job in the queue: a held run has none, so no worker can start it. */
   const hasJob = async (runId: string) => {
     const redis = new Redis(deployer!.config.redisUrl, { maxRetriesPerRequest: null });
@@ -57,7 +57,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
       expect(run.status).toBe('succeeded');
       deployed[v] = run;
     }
-    const history = await (await fetch(`${url}/api/pipelines/site/deployments`)).json();
+    const history = await (await fetch(`${url}/api/pipelines/site/deployments`, AUTH)).json();
     expect(history.map((d: any) => d.commit).slice(0, 3)).toEqual([deployed.C.commit, deployed.B.commit, deployed.A.commit]);
     const target = history.find((d: any) => d.commit === deployed.A.commit);
     expect(target).toMatchObject({ service, image: deployed.A.image.ref, runId: deployed.A.id });
@@ -75,7 +75,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     expect(p.paused).toBe(true);
     expect(p.pause.reason).toMatch(/rolled back to/);
     expect(p.deployed.commit).toBe(deployed.A.commit);
-    const runs = (await (await fetch(`${url}/api/pipelines/site/runs`)).json()).runs;
+    const runs = (await (await fetch(`${url}/api/pipelines/site/runs`, AUTH)).json()).runs;
     expect(runs[0].id).toBe(run.id);
   });
 
@@ -84,9 +84,9 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     const e = await push('E');
     // Held, not merely not started yet: the answer came after the hold was decided, and
     // a held run has no job, so no worker can take it.
-    expect((await (await fetch(`${url}/api/runs/${e}`)).json()).status).toBe('queued');
+    expect((await (await fetch(`${url}/api/runs/${e}`, AUTH)).json()).status).toBe('queued');
     expect(await hasJob(e)).toBe(false);
-    expect((await (await fetch(`${url}/api/runs/${d}`)).json())).toMatchObject({ status: 'superseded', supersededBy: e });
+    expect((await (await fetch(`${url}/api/runs/${d}`, AUTH)).json())).toMatchObject({ status: 'superseded', supersededBy: e });
     expect(await serviceImage(service)).toBe(deployed.A.image.ref);
 
     const resumed = await fetch(`${url}/api/pipelines/site/resume`, { method: 'POST', headers: { authorization: admin.authorization } });
@@ -110,7 +110,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     expect((await paused.json()).pause).toMatchObject({ reason: 'freeze for the release', by: 'admin' });
     // While paused, one held push can be deployed by hand; the pipeline stays paused.
     const held = await push('F');
-    expect((await (await fetch(`${url}/api/runs/${held}`)).json()).status).toBe('queued');
+    expect((await (await fetch(`${url}/api/runs/${held}`, AUTH)).json()).status).toBe('queued');
     expect(await hasJob(held)).toBe(false);
     expect((await fetch(`${url}/api/runs/${held}/start`, { method: 'POST' })).status).toBe(401);
     const started = await fetch(`${url}/api/runs/${held}/start`, { method: 'POST', headers: { authorization: admin.authorization } });
