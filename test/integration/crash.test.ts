@@ -90,7 +90,7 @@ describe('crash safety (SIGKILL, real processes)', () => {
     const id = res.body.runs[0];
     await stage(id, 'deploy');
     // Killed once the update reached swarm (its spec names our image), mid-rollout.
-    const pushed = (await (await fetch(`${url}/api/runs/${id}`)).json()).image.ref as string;
+    const pushed = (await (await fetch(`${url}/api/runs/${id}`, AUTH)).json()).image.ref as string;
     await waitUntil('the service update reached swarm', async () => (await serviceImage(service)) === pushed, 30_000, 50);
     await daemon!.kill('SIGKILL');
     await start();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { testConfig } from '../helpers/config.ts';
+import { testConfig, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -55,7 +55,7 @@ describe('build anywhere, deploy where a manager answers (real engine, registry,
     const sha = await world.repo.commit(siteFiles('built on a worker node\n'), 'handoff');
     const runId = (await deliver(url, pushPayload(REPO, 'main', sha))).body.runs[0] as string;
     await waitUntil('the deploy is handed off', async () => /deploy handed off/.test(await runLog(url, runId)), 120_000, 200);
-    const waiting = await (await fetch(`${url}/api/runs/${runId}`)).json();
+    const waiting = await (await fetch(`${url}/api/runs/${runId}`, AUTH)).json();
     expect(waiting).toMatchObject({ status: 'running' });
     expect(waiting.stages.map((s: { status: string }) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'pending']);
     expect(await runLog(url, runId)).toMatch(/deploy handed off: \S+ reaches no swarm manager; a worker that does deploys .*:live@sha256:/);
@@ -74,7 +74,7 @@ describe('build anywhere, deploy where a manager answers (real engine, registry,
     expect(log.match(/Step \d+\/\d+ : FROM scratch/g)).toHaveLength(1); // built once, by the first worker
     expect(await serviceImage(world.services[0]!)).toBe(run.image.ref);
     await waitForContent(world.services[0]!, 'built on a worker node\n', 30_000);
-    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(pipeline.deployed).toMatchObject({ commit: sha, run: runId });
   });
 });

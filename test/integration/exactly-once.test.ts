@@ -6,7 +6,7 @@ import type { Config } from '../../src/config/types.ts';
 import type { RunEvent } from '../../src/pipeline/events.ts';
 import { eventStreamKey } from '../../src/queue/event-bus.ts';
 import { openDatabase } from '../../src/store/db.ts';
-import { testConfig, testEnv } from '../helpers/config.ts';
+import { testConfig, testEnv, AUTH } from '../helpers/config.ts';
 import { readStore, rowCount } from '../helpers/db.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
@@ -110,13 +110,13 @@ describe('worker events applied exactly once, poison set aside (real processes, 
     // (The log line is written before the acknowledgement, but reaches us on another channel.)
     await waitUntil('the restarted owner says it skipped them', () => /skipped events applied before/.test(proc!.output()), 10_000);
     expect(copies()).toEqual({ chunks: 2, results: 2, deployments: 2 });
-    const log = await (await fetch(`${url}/api/runs/${runId}/log`)).text();
+    const log = await (await fetch(`${url}/api/runs/${runId}/log`, AUTH)).text();
     expect(log.match(/line one/g)).toHaveLength(1);
     expect(log.match(/line two/g)).toHaveLength(1);
-    const run = await (await fetch(`${url}/api/runs/${runId}`)).json();
+    const run = await (await fetch(`${url}/api/runs/${runId}`, AUTH)).json();
     expect(run).toMatchObject({ status: 'succeeded', setAsideEvents: 0 });
     expect(run.deploys).toHaveLength(2);
-    expect(await (await fetch(`${url}/api/pipelines/site/deployments`)).json()).toHaveLength(2);
+    expect(await (await fetch(`${url}/api/pipelines/site/deployments`, AUTH)).json()).toHaveLength(2);
     expect(await proc.kill('SIGTERM')).toBe(0);
   });
 
@@ -142,9 +142,9 @@ describe('worker events applied exactly once, poison set aside (real processes, 
       const tx = admin.multi();
       events.forEach((e, i) => tx.xadd(eventStreamKey(cfg.redisPrefix, storeId), '*', 'e', JSON.stringify({ ...e, exec: 'test-exec', seq: i + 1 })));
       await tx.exec();
-      await waitUntil('the events after the poison are applied', async () => (await (await fetch(`${base}/api/runs/${runId}`)).json()).status === 'failed', 30_000);
-      expect(await (await fetch(`${base}/api/runs/${runId}`)).json()).toMatchObject({ status: 'failed', error: 'build: failed', setAsideEvents: 1 });
-      const log = await (await fetch(`${base}/api/runs/${runId}/log`)).text();
+      await waitUntil('the events after the poison are applied', async () => (await (await fetch(`${base}/api/runs/${runId}`, AUTH)).json()).status === 'failed', 30_000);
+      expect(await (await fetch(`${base}/api/runs/${runId}`, AUTH)).json()).toMatchObject({ status: 'failed', error: 'build: failed', setAsideEvents: 1 });
+      const log = await (await fetch(`${base}/api/runs/${runId}/log`, AUTH)).text();
       expect(log).toMatch(/^before\n\[deployer\] a report about this run could not be applied and was set aside \(stream entry [\d-]+\): disk I\/O error\nafter\n$/);
       expect(p.output().match(/"msg":"event could not be applied; trying again"/g)).toHaveLength(2);
       expect(p.output()).toMatch(/"attempts":3,"error":"disk I\/O error","err":\{"type":"Error","message":"disk I\/O error","stack":.*"msg":"event set aside: it could not be applied"/);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { testConfig, testEnv } from '../helpers/config.ts';
+import { testConfig, testEnv, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
@@ -76,7 +76,7 @@ describe('two deployers sharing a Redis prefix and a pipeline name', () => {
       }
     }
     for (const i of instances) {
-      const runs = (await (await fetch(`${i.url}/api/pipelines/site/runs`)).json()).runs as { worker: string; status: string }[];
+      const runs = (await (await fetch(`${i.url}/api/pipelines/site/runs`, AUTH)).json()).runs as { worker: string; status: string }[];
       expect(runs.map((r) => [r.status, r.worker])).toEqual(Array(2).fill(['succeeded', `${hostname()}-${i.proc.proc.pid}`]));
     }
   });
