@@ -31,7 +31,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts', 'test/*.test.ts'],
+          include: ['test/integration/**/*.test.ts', 'test/hostile/**/*.test.ts', 'test/*.test.ts'],
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 180_000,
