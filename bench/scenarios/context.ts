@@ -43,14 +43,15 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     ctx.log(`writing a ${toMiB(size.bytes).toFixed(0)} MiB context of ${size.files} files into a git repository`);
     repo = await createBigRepo(join(tmp, 'ctx'), { files: size.files, bytes: size.bytes, deadline: ctx.deadline });
     daemon = await startDaemonProcess({
-      pipelines: [{ name: 'ctx', repo: 'acme/ctx', url: repo.url, branch: 'main', image: image.name, tag: 'live', services: [] }],
+      // The classic builder, as the baseline's `docker build` (DOCKER_BUILDKIT=0): like for like.
+      pipelines: [{ name: 'ctx', repo: 'acme/ctx', url: repo.url, branch: 'main', image: image.name, tag: 'live', services: [], build: { builder: 'classic' } }],
       registry: { host: registry.host, username: registry.username, password: registry.password },
       http: true,
       worker: true,
       logFile: join(tmp, 'daemon.log'),
       ...(ctx.cpuProf ? { cpuProfDir: join(ctx.outDir, 'profiles'), profileName: 'context-daemon' } : {}),
     });
-    const { url, secret } = daemon.ready;
+    const { url, secret, adminToken } = daemon.ready;
     const pid = daemon.pid;
     const theRepo = repo;
     const env = baseEnv({ DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false', DOCKER_CONFIG: join(tmp, 'docker-config') });
@@ -68,7 +69,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       const body = pushBody('acme/ctx', 'main', theRepo.commit);
       const before = readMemory(pid).rss;
       resetPeak(pid);
-      const r = await pushAndWait(url, body, { ...signedHeaders(body, secret), 'x-github-delivery': `bench-ctx-${round + 10}` }, 600_000, 100);
+      const r = await pushAndWait(url, adminToken, body, { ...signedHeaders(body, secret), 'x-github-delivery': `bench-ctx-${round + 10}` }, 600_000, 100);
       const peak = readMemory(pid).hwm;
       if (r.status !== 'succeeded') throw new Error(`run ${r.id} ${r.status}: ${r.error}`);
       const d = (name: string) => {

@@ -1,6 +1,6 @@
 // Scenario 4: the UI and API over a big store: 20 pipelines, 10,000 runs and
-// 1,000,000 log lines, filled directly through src/store (RunStore.createRuns / apply /
-// appendLog), then p50/p99 of each page and API route against /healthz in the same run
+// 1,000,000 log lines, filled directly through src/store (RunStore.createRuns / apply,
+// logs as log events), then p50/p99 of each page and API route against /healthz in the same run
 // (interleaved: a /healthz batch right before each route's batch). The log endpoint's
 // memory is watched through the kernel's peak-RSS counter of the daemon process.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { RunEvent } from '../../src/pipeline/events.ts';
 import type { StageName } from '../../src/pipeline/states.ts';
 import { openDatabase } from '../../src/store/db.ts';
+import { AuditStore } from '../../src/store/audit-store.ts';
 import { RunStore, type NewRun } from '../../src/store/run-store.ts';
 import type { TestPipeline } from '../../test/helpers/config.ts';
 import { cleanupAll, clearRedis } from '../lib/cleanup.ts';
@@ -96,7 +97,7 @@ function fillStore(dbPath: string, size: { pipelines: number; runs: number; line
     for (let done = 0; done < count; done += chunkSize) {
       const batch = lines(lineNo, Math.min(chunkSize, count - done));
       lineNo += batch.length;
-      store.appendLog(runId, stage, at, batch);
+      apply({ type: 'log', runId, stage, at, lines: batch });
       chunks++;
       bytes += batch.reduce((a, l) => a + l.length + 1, 0);
     }
@@ -157,6 +158,12 @@ function fillStore(dbPath: string, size: { pipelines: number; runs: number; line
     });
     if ((first / BATCH) % 20 === 19) log(`filled ${first + BATCH} runs, ${lineNo} lines`);
   }
+  // The audit trail of a busy team: an entry per run (who rebuilt, cancelled, …) and sign-ins.
+  const audit = new AuditStore(db);
+  const actions = ['rebuild', 'cancel', 'rollback', 'pause', 'resume', 'check-now', 'sign-in', 'token-use'];
+  for (let i = 0; i < size.runs; i++) {
+    audit.record({ actor: `user${i % 25}`, role: i % 3 === 0 ? 'admin' : 'operator', via: i % 2 ? 'session:github' : 'token', action: actions[i % actions.length]!, target: names[i % names.length]!, result: i % 17 === 3 ? 'refused' : 'ok', detail: null, address: `10.0.${i % 256}.${i % 200}` }, new Date(t0 + i * 60_000));
+  }
   db.close();
   return { runs: size.runs, lines: lineNo, chunks, logBytes, ms: performance.now() - started, bigRun, bigRunLines: size.bigLines, bigRunBytes, mediumRun, mediumRunBytes, typicalRun, typicalPipeline };
 }
@@ -186,13 +193,20 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       logFile: join(tmp, 'daemon.log'),
       ...(ctx.cpuProf ? { cpuProfDir: join(ctx.outDir, 'profiles'), profileName: 'ui-scale-daemon' } : {}),
     });
-    client = new SequentialClient(daemon.ready.url);
+    client = new SequentialClient(daemon.ready.url, { authorization: `Bearer ${daemon.ready.adminToken}` });
     const pid = daemon.pid;
 
     const routes: { name: string; path: string; page: boolean; count: number; watchMemory?: boolean }[] = [
       { name: 'GET /', path: '/', page: true, count: size.requests },
       { name: 'GET /pipelines/:name', path: `/pipelines/${fill.typicalPipeline}`, page: true, count: size.requests },
       { name: 'GET /runs/:id (typical run)', path: `/runs/${fill.typicalRun}`, page: true, count: size.requests },
+      { name: 'GET /pipelines/:name?status=failed', path: `/pipelines/${fill.typicalPipeline}?status=failed`, page: true, count: size.requests },
+      { name: 'GET /runs (all pipelines)', path: '/runs', page: true, count: size.requests },
+      { name: 'GET /runs?status=failed&trigger=push', path: '/runs?status=failed&trigger=push', page: true, count: size.requests },
+      { name: 'GET /audit', path: '/audit', page: true, count: size.requests },
+      { name: 'GET /audit?actor=user7', path: '/audit?actor=user7', page: true, count: size.requests },
+      { name: 'GET /api/audit', path: '/api/audit', page: false, count: size.requests },
+      { name: 'GET /api/runs?status=failed', path: '/api/runs?status=failed', page: false, count: size.requests },
       { name: 'GET /api/pipelines', path: '/api/pipelines', page: false, count: size.requests },
       { name: 'GET /api/runs/:id', path: `/api/runs/${fill.typicalRun}`, page: false, count: size.requests },
       { name: 'GET /api/runs/:id/log (typical run)', path: `/api/runs/${fill.typicalRun}/log`, page: false, count: size.requests },
@@ -230,7 +244,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
         push(samples, r.name, res.map((x) => x.ms));
         bytes.set(r.name, res[0]?.bytes ?? 0);
       }
-      ctx.log(`round ${round + 1}/${size.rounds}: ${routes.map((r) => `${r.path.split('/').slice(0, 3).join('/')} p50 ${p50(samples.get(r.name)!).toFixed(1)} ms`).join(', ')}`);
+      ctx.log(`round ${round + 1}/${size.rounds}: ${routes.map((r) => `${r.path.split('?')[0]!.split('/').slice(0, 3).join('/')} p50 ${p50(samples.get(r.name)!).toFixed(1)} ms`).join(', ')}`);
     }
     // The streaming check proper: a reader that takes its time. A server that streams
     // with backpressure holds a few chunks; one that buffers holds the whole log.
@@ -290,7 +304,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     const notes = [
       `Memory goal "flat", judged with a slow reader (it pauses 2 ms after every chunk, so the log takes seconds to read): peak RSS growth under half the log's size (at least 4 MiB); a server that held the ${toMiB(fill.bigRunBytes).toFixed(1)} MiB log would grow by at least its size. A fast reader's figure is mostly short-lived garbage (strings from SQLite, Buffers for the socket) made faster than the young generation is collected; the ${toMiB(fill.mediumRunBytes).toFixed(1)} MiB log shows how it scales.`,
       `Store: ${fill.runs} runs over ${size.pipelines} pipelines (1 in 13 failed at build), ${fill.lines} log lines in ${fill.chunks} chunks (20 lines per chunk, the big run 500), ${toMiB(fill.logBytes).toFixed(0)} MiB of log text; the big run's log is ${toMiB(fill.bigRunBytes).toFixed(1)} MiB.`,
-      `Filled through RunStore (createRuns in batches of 100, apply, appendLog) in ${(fill.ms / 1000).toFixed(1)} s (${Math.round(fill.lines / (fill.ms / 1000))} lines/s).`,
+      `Filled through RunStore (createRuns in batches of 100, apply) in ${(fill.ms / 1000).toFixed(1)} s (${Math.round(fill.lines / (fill.ms / 1000))} lines/s).`,
       `One keep-alive connection, requests one after another, timed to the last byte; per round a /healthz batch of the same size runs right before each route; ${size.rounds} round(s), ${size.requests} requests per batch (${size.bigRequests} for the big-log routes).`,
       `/healthz pings Redis, SQLite and the Docker engine: it is the floor of a request that touches the daemon (it answered 503 ${health503} time(s), a check over 2 s on a busy engine).`,
       `Peak RSS growth = the kernel's VmHWM of the daemon during the batch − RSS before it (reset through /proc/PID/clear_refs). Daemon RSS at the end: ${toMiB(rssAfter).toFixed(0)} MiB.`,

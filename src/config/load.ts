@@ -4,6 +4,10 @@ import Value from 'typebox/value';
 import { parseDocument } from 'yaml';
 import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
+import { resolveAuth, resolveTrustProxy } from './auth.ts';
+import { resolveBuild } from './build.ts';
+import { hostEnvironment } from './environment.ts';
+import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { ConfigSchema } from './schema.ts';
 import { resolveRollbackCheck, resolveVerified } from './verify.ts';
@@ -74,7 +78,7 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   }
   const schemaIssues = issues.length;
   try {
-    return resolveConfig(raw as Record<string, any>, file, issues);
+    return resolveConfig(raw as Record<string, any>, file, issues, env);
   } catch (err) {
     // With schema errors the semantic pass may trip over a wrong shape; what it found
     // until then is still reported, with the schema errors.
@@ -83,17 +87,15 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   }
 }
 
-function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue[]): Config {
+function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue[], env: Env): Config {
   const base = dirname(file);
   const readSecret = (obj: Record<string, any>, key: string, path: string, required: boolean) =>
     secretField(obj, key, path, required, base, issues);
 
   const webhookSecret = readSecret(c.github ?? {}, 'webhookSecret', 'github', true);
   const token = readSecret(c.github ?? {}, 'token', 'github', false);
-  const adminToken = readSecret(c.auth ?? {}, 'adminToken', 'auth', true);
-  if (adminToken && adminToken.reveal().length < 16) {
-    issues.push({ path: 'auth.adminToken', message: 'must be at least 16 characters' });
-  }
+  const auth = resolveAuth(c.auth, { readSecret, duration: (v, fallback, path) => durationOr(v, fallback, path, issues), issues });
+  const trustProxy = resolveTrustProxy(c.trustProxy, issues);
 
   const listen = parseListen(c.listen ?? '127.0.0.1:8090');
   if (!listen) issues.push({ path: 'listen', message: 'must be HOST:PORT, e.g. 127.0.0.1:8090' });
@@ -110,6 +112,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
   });
 
   const defaultDocker = endpointOf(c.docker ?? {}, 'docker', base, issues);
+  // Services without an engine of their own are updated through the manager endpoint.
+  const manager = c.docker?.manager ? endpointOf(c.docker.manager, 'docker.manager', base, issues) : defaultDocker;
   const pipelines: PipelineConfig[] = [];
   ((c.pipelines ?? []) as Record<string, any>[]).forEach((p, i) => {
     const path = `pipelines[${i}]`;
@@ -126,7 +130,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     const targets: ServiceTarget[] = [];
     (p.services as (string | { name: string; docker?: Record<string, any> })[]).forEach((entry, j) => {
       const s = typeof entry === 'string' ? entry : entry.name;
-      const docker = typeof entry === 'string' || !entry.docker ? defaultDocker : endpointOf(entry.docker, `${path}.services[${j}].docker`, base, issues);
+      const docker = typeof entry === 'string' || !entry.docker ? manager : endpointOf(entry.docker, `${path}.services[${j}].docker`, base, issues);
       if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s)) issues.push({ path: `${path}.services[${j}]`, message: `"${s}" is not a valid service name` });
       if (seen.has(s)) issues.push({ path: `${path}.services[${j}]`, message: `duplicate service "${s}"` });
       // Two pipelines updating one service would fight over it.
@@ -137,19 +141,12 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     });
     const verified = resolveVerified(p, path, issues);
     const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
-    const args: Record<string, string> = {};
-    for (const [k, v] of Object.entries((p.build?.args ?? {}) as Record<string, unknown>)) args[k] = String(v);
     pipelines.push({
       name: p.name,
       repo: p.repo,
       url,
       branch: p.branch ?? 'main',
-      build: {
-        context: p.build?.context ?? '.',
-        dockerfile: p.build?.dockerfile ?? 'Dockerfile',
-        args,
-        target: p.build?.target,
-      },
+      build: resolveBuild(p.build, { path, base, env, image: p.image, tag }, issues),
       image: p.image,
       registry: typeof image === 'string' ? '' : image.registry,
       tag,
@@ -179,7 +176,11 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
   });
 
   const rollbackCheckIntervalMs = resolveRollbackCheck(c.rollbackCheckInterval, issues);
-  if (issues.length > 0 || !webhookSecret || !adminToken || !listen) throw new ConfigError(file, dedupe(issues));
+  // Resolved before the check below, so that their errors are reported too.
+  const driftIntervalMs = durationOr(c.driftInterval, 60_000, 'driftInterval', issues);
+  const deadAfterMs = durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues);
+  const http = httpSettings(c.http, issues);
+  if (issues.length > 0 || !webhookSecret || !listen) throw new ConfigError(file, dedupe(issues));
   const dataDir = resolve(base, c.dataDir ?? './data');
   return {
     file,
@@ -190,14 +191,18 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     redisPrefix: c.redisPrefix ?? 'deployer',
     logLevel: c.logLevel ?? 'info',
     github: { webhookSecret, token },
-    auth: { adminToken },
+    auth,
+    trustProxy,
     docker: defaultDocker,
+    manager,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
-    driftIntervalMs: durationOr(c.driftInterval, 60_000, 'driftInterval', issues),
+    driftIntervalMs,
     rollbackCheckIntervalMs,
+    http,
     registries,
-    worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs: durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues) },
+    worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs },
     pipelines,
+    environment: hostEnvironment(env),
   };
 }
 

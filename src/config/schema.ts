@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import { AuthSchema, TrustProxySchema } from './auth.ts';
 import { EdgeVerifySchema, OnFailureSchema, ProbeSchema } from './verify.ts';
 
 /**
@@ -45,6 +46,10 @@ export const PipelineSchema = Type.Object(
           dockerfile: Type.Optional(NonEmpty),
           args: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]))),
           target: Type.Optional(NonEmpty),
+          builder: Type.Optional(Type.Union([Type.Literal('buildkit'), Type.Literal('classic')])),
+          platform: Type.Optional(NonEmpty),
+          secrets: Type.Optional(Type.Record(Type.String(), Type.Object({ file: Type.Optional(NonEmpty), env: Type.Optional(NonEmpty) }, closed))),
+          cacheFrom: Type.Optional(Type.Array(NonEmpty)),
         },
         closed,
       ),
@@ -96,11 +101,18 @@ export const ConfigSchema = Type.Object(
       Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     ),
     github: Type.Object(SecretFields, closed),
-    auth: Type.Object(
-      { adminToken: Type.Optional(Type.String()), adminTokenFile: Type.Optional(NonEmpty) },
-      closed,
+    auth: AuthSchema,
+    trustProxy: Type.Optional(TrustProxySchema),
+    docker: Type.Optional(
+      Type.Object(
+        {
+          ...DockerEndpointSchema.properties,
+          // Where service updates go (a swarm manager), when not the engine builds use.
+          manager: Type.Optional(DockerEndpointSchema),
+        },
+        closed,
+      ),
     ),
-    docker: Type.Optional(DockerEndpointSchema),
     instance: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:/@-]{1,200}$' })),
     driftInterval: Type.Optional(Duration),
     rollbackCheckInterval: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
@@ -117,6 +129,7 @@ export const ConfigSchema = Type.Object(
         ),
       ),
     ),
+    http: Type.Optional(Type.Object({ requestTimeout: Type.Optional(Duration), headersTimeout: Type.Optional(Duration) }, closed)),
     worker: Type.Optional(
       Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })), deadAfter: Type.Optional(Duration) }, closed),
     ),

@@ -1,4 +1,5 @@
 import type { Secret } from '../lib/secret.ts';
+import type { AuthConfig } from './auth.ts';
 import type { EdgeVerifySettings, OnFailure, ProbeSettings } from './verify.ts';
 
 /** Rollout settings applied to every target service of a pipeline. */
@@ -21,12 +22,31 @@ export interface ServiceTarget {
   docker: DockerEndpoint;
 }
 
+/**
+ * How a pipeline's image is built (`build:`). The config loader sets every field; the
+ * newer ones are optional only so that pipelines built by hand (tests) stay short.
+ */
+export interface BuildSettings {
+  context: string;
+  dockerfile: string;
+  args: Record<string, string>;
+  target: string | undefined;
+  /** buildkit (default) or classic. */
+  builder?: 'buildkit' | 'classic';
+  /** e.g. linux/amd64; undefined = the engine's own platform. */
+  platform?: string | undefined;
+  /** Build secrets by id (`RUN --mount=type=secret,id=…`), read when the config is loaded. */
+  secrets?: Record<string, Secret>;
+  /** Images whose inline cache BuildKit may reuse; default the pipeline's `<image>:<tag>`. */
+  cacheFrom?: string[];
+}
+
 export interface PipelineConfig {
   name: string;
   repo: string;
   url: string;
   branch: string;
-  build: { context: string; dockerfile: string; args: Record<string, string>; target: string | undefined };
+  build: BuildSettings;
   image: string;
   /** Registry host of `image`, to find credentials. */
   registry: string;
@@ -68,6 +88,13 @@ export interface RegistryConfig {
   password: Secret | undefined;
 }
 
+/** What the deployer passes on from its own environment (src/config/environment.ts). */
+export interface HostEnvironment {
+  path: string;
+  home: string;
+  sshAuthSock: string | undefined;
+}
+
 export interface Config {
   /** Absolute path of the file this came from; relative paths in it resolve against its folder. */
   file: string;
@@ -79,8 +106,13 @@ export interface Config {
   redisPrefix: string;
   logLevel: string;
   github: { webhookSecret: Secret; token: Secret | undefined };
-  auth: { adminToken: Secret };
+  auth: AuthConfig;
+  /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
+  trustProxy: string[];
+  /** The engine that builds and pushes. */
   docker: DockerEndpoint;
+  /** The engine service updates go to (`docker.manager`; default `docker`): it must be a swarm manager. */
+  manager: DockerEndpoint;
   /** Names this deployer in the labels of the services it manages (ownership). */
   instance: string;
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
@@ -88,7 +120,10 @@ export interface Config {
   /** How often the manifests of rollback targets are checked in the registry (ms; 0 = never). */
   rollbackCheckIntervalMs?: number;
   registries: RegistryConfig[];
+  /** How long a client may take to send a request (ms): all of it, and its headers. */
+  http: { requestTimeoutMs: number; headersTimeoutMs: number };
   /** concurrency: runs at once per process; deadAfterMs: how long a silent worker keeps its job (lock). */
   worker: { concurrency: number; deadAfterMs: number };
   pipelines: PipelineConfig[];
+  environment: HostEnvironment;
 }

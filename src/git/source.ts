@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, PipelineConfig } from '../config/types.ts';
 import { DeployerError, errorMessage } from '../lib/errors.ts';
+import { cleanSubject, MAX_AUTHOR, MAX_SUBJECT } from '../lib/log-hygiene.ts';
 import type { LineSink } from '../pipeline/events.ts';
 import type { BranchHeadPort, Checkout, SourcePort } from '../pipeline/ports.ts';
 import { createGit } from './factory.ts';
@@ -27,7 +28,8 @@ export class GitSource implements SourcePort, BranchHeadPort {
     const mirror = join(this.#root, 'mirrors', `${pipeline.repo.replace(/[^A-Za-z0-9_.-]/g, '_')}.git`);
     const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
     return this.#locked(mirror, async () => {
-      const git = async (baseDir: string) => createGit({ baseDir, signal, token });
+      const environment = this.#config.environment;
+      const git = async (baseDir: string) => createGit({ baseDir, signal, token, environment });
       try {
         // simple-git refuses a baseDir that does not exist, and --git-dir; so the mirror
         // folder is made first and every command runs inside it.
@@ -51,7 +53,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
           });
         }
         log(`fetched in ${Date.now() - started} ms`);
-        const [subject = '', author = ''] = (await mg.raw(['log', '-1', '--format=%s%x00%an', commit])).trim().split('\0');
+        const { subject, author } = await commitInfo(mg, commit);
         const workRoot = join(this.#config.dataDir, 'work');
         await mkdir(workRoot, { recursive: true });
         const dir = await mkdtemp(join(workRoot, `${pipeline.name}-`));
@@ -61,13 +63,17 @@ export class GitSource implements SourcePort, BranchHeadPort {
         const cleanup = async () => {
           await rm(dir, { recursive: true, force: true });
           // Prints the worktree it removes (never silent: see the fetch comment).
-          await createGit({ baseDir: mirror }).raw(['worktree', 'prune', '--verbose', '--expire', 'now']).catch(() => undefined);
+          await createGit({ baseDir: mirror, environment }).raw(['worktree', 'prune', '--verbose', '--expire', 'now']).catch(() => undefined);
         };
         return { commit, subject, author, dir, files, cleanup };
       } catch (err) {
         if (err instanceof DeployerError) throw err;
         if (signal.aborted) throw err;
         const message = firstLine(err);
+        // fetch.fsckObjects refused what the remote sent: no retry fetches other objects.
+        if (/fsck error/i.test(errorMessage(err))) {
+          throw new DeployerError('git_failed', `git: refused a malformed object from ${redactUrl(pipeline.url)} (fsck): ${message}`, { cause: err });
+        }
         throw new DeployerError('git_failed', `git: ${message}`, { retryable: !PERMANENT_GIT.test(message), cause: err });
       }
     });
@@ -76,7 +82,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
   async branchHead(pipeline: PipelineConfig, signal?: AbortSignal): Promise<string> {
     const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
     await mkdir(this.#root, { recursive: true });
-    const out = await createGit({ baseDir: this.#root, signal, token, blockTimeoutMs: 30_000 })
+    const out = await createGit({ baseDir: this.#root, signal, token, blockTimeoutMs: 30_000, environment: this.#config.environment })
       .raw(['ls-remote', '--heads', pipeline.url, `refs/heads/${pipeline.branch}`])
       .catch((err) => {
         throw new DeployerError('git_failed', `git ls-remote ${redactUrl(pipeline.url)}: ${firstLine(err)}`, { retryable: true, cause: err });
@@ -107,6 +113,22 @@ async function ensureMirror(mirror: string, url: string, git: ReturnType<typeof 
     // The configured URL changed since the mirror was made.
     await git.raw(['remote', 'set-url', 'origin', url]);
   }
+}
+
+/**
+ * The commit's subject and author, capped by git itself: a subject can be megabytes
+ * long, and only its start is ever shown. `%<(N,trunc)` pads to N columns or cuts to N
+ * columns ending in "..": no padding left and a trailing ".." mean git cut it.
+ */
+async function commitInfo(git: ReturnType<typeof createGit>, commit: string): Promise<{ subject: string; author: string }> {
+  const width = (n: number) => 2 * n;
+  const out = await git.raw(['log', '-1', `--format=%<(${width(MAX_SUBJECT)},trunc)%s%x00%<(${width(MAX_AUTHOR)},trunc)%an`, commit]);
+  const [subject = '', author = ''] = out.replace(/\n$/, '').split('\0');
+  const clean = (field: string, max: number) => {
+    const cut = field.endsWith('..'); // a padded field ends in spaces
+    return cleanSubject(cut ? field.slice(0, -2) : field.trimEnd(), max, cut);
+  };
+  return { subject: clean(subject, MAX_SUBJECT), author: clean(author, MAX_AUTHOR) };
 }
 
 async function hasCommit(git: ReturnType<typeof createGit>, sha: string): Promise<boolean> {

@@ -1,16 +1,22 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
+import { httpAnswer } from '../lib/errors.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import type { DriftWatcher } from '../monitor/drift.ts';
 import type { BranchPoller } from '../queue/poller.ts';
-import { QueueUnavailable, type Scheduler } from '../queue/scheduler.ts';
+import type { Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
-import { apiRoutes } from './routes/api.ts';
+import { consoleRoutes } from './console.ts';
 import type { LiveRuns } from './live.ts';
-import { liveRoutes } from './routes/live.ts';
-import { pageRoutes } from './routes/pages.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered (method, url). */
+    routeList: readonly { method: string; url: string }[];
+  }
+}
 
 export interface HealthCheck {
   name: string;
@@ -37,20 +43,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // are logged once, by the hook below, at debug level unless they failed.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
-    trustProxy: true,
+    // A slow or stalled client cannot hold a connection and its buffers: its whole request
+    // within http.requestTimeout (then 408 and close), headers within http.headersTimeout,
+    // checked every second; a socket idle for 2 minutes is closed (live views ping every
+    // 15 s); keep-alive connections idle 72 s (longer than proxies' usual 60 s).
+    requestTimeout: deps.config.http.requestTimeoutMs,
+    connectionTimeout: 120_000,
+    keepAliveTimeout: 72_000,
+    http: { requestTimeout: deps.config.http.requestTimeoutMs, headersTimeout: deps.config.http.headersTimeoutMs, connectionsCheckingInterval: 1000 },
+    // Only the configured proxies' X-Forwarded-For is believed: the audit trail records
+    // client addresses, and anyone can send that header.
+    trustProxy: deps.config.trustProxy.length ? deps.config.trustProxy : false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
   });
 
-  // One error handler: client errors keep their message, server errors never leak details.
-  app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, req, reply) => {
-    // Not queued means not accepted: the client should retry, nothing was recorded.
-    if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
-    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (status >= 500) {
-      req.log.error({ err: { message: err.message } }, 'request failed');
-      return reply.code(status).send({ error: 'internal error' });
-    }
-    return reply.code(status).send({ error: err.message });
+  // One error handler, one mapping (httpAnswer): refusals keep their message, a service
+  // that is down gets 503, and a server error never leaks its details (they are logged).
+  app.setErrorHandler((err: unknown, req, reply) => {
+    const answer = httpAnswer(err);
+    if (answer.log) req.log.error({ err, method: req.method, url: req.url.split('?')[0] }, 'request failed');
+    return reply.code(answer.status).send({ error: answer.message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
   // Both hooks run on every request: callback style (no promise each), and the log
@@ -68,10 +80,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     done(null, payload);
   });
 
+  // Every route, for tests that check each one (e.g. that none answers anonymously).
+  const routes: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of ([] as string[]).concat(r.method)) routes.push({ method, url: r.url });
+  });
+  app.decorate('routeList', routes);
+
   await app.register(async (scope) => webhookRoutes(scope, deps));
-  await app.register(async (scope) => apiRoutes(scope, deps));
-  await app.register(async (scope) => liveRoutes(scope, deps));
-  await app.register(async (scope) => pageRoutes(scope, deps));
+  // The console: JSON API, pages, live streams and sign-in, behind roles (src/web/auth).
+  await app.register(async (scope) => consoleRoutes(scope, deps));
 
   app.get('/healthz', async (_req, reply) => {
     const results = await Promise.all(

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { testConfig } from '../helpers/config.ts';
+import { AUTH } from '../helpers/config.ts';
+import { startWorldDeployer, type WorldDeployer } from '../helpers/daemon.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
-import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
 import type { TestRegistry } from '../support/registry.ts';
 import { exitingContainerFiles, failingBuildFiles, git, siteFiles, type SiteRepo } from '../support/site.ts';
 import { serviceContents, serviceImage, waitForContent } from '../support/swarm.ts';
@@ -23,33 +22,25 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
   let service: string;
   let imageRepo: string;
   let config: Config;
-  let daemon: Daemon;
   let url: string;
   let servedB = '';
-
-  let world: World;
+  let deployer: WorldDeployer | undefined;
 
   beforeAll(async () => {
-    world = await createWorld({ name: 'e2e', services: ['e2e-www'] });
-    ({ registry, repo, imageRepo } = world);
-    service = world.services[0]!;
-    await waitForContent(service, 'seed\n', 30_000);
-    config = testConfig({
-      registry: world.registryConfig,
-      pipelines: [
-        { name: 'site', repo: REPO, url: repo.url, branch: 'main', image: world.image, tag: 'live', services: [service], deploy: { monitor: '2s', timeout: '90s' } },
-        { name: 'ghost', repo: REPO, url: repo.url, branch: 'ghost', image: world.image, tag: 'ghost', services: [`${service}-missing`] },
+    deployer = await startWorldDeployer({
+      world: { name: 'e2e', services: ['e2e-www'] },
+      prepare: (w) => waitForContent(w.services[0]!, 'seed\n', 30_000),
+      pipelines: (w) => [
+        { name: 'site', repo: REPO, url: w.repo.url, branch: 'main', image: w.image, tag: 'live', services: [w.services[0]!], deploy: { monitor: '2s', timeout: '90s' } },
+        { name: 'ghost', repo: REPO, url: w.repo.url, branch: 'ghost', image: w.image, tag: 'ghost', services: [`${w.services[0]!}-missing`] },
       ],
     });
-    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
-    url = daemon.url!;
+    ({ config, url } = deployer);
+    ({ registry, repo, imageRepo } = deployer.world);
+    service = deployer.world.services[0]!;
   });
 
-  afterAll(async () => {
-    await daemon?.close();
-    if (config) await disposeQueues(config);
-    await world?.dispose();
-  });
+  afterAll(() => deployer?.close());
 
   async function pushAndRun(files: Record<string, string | null>, message: string): Promise<{ sha: string; run: any }> {
     const sha = await repo.commit(files, message);
@@ -73,12 +64,12 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
 
     const log = await runLog(url, run.id);
     expect(log).toContain(`checked out ${sha.slice(0, 12)}`);
-    expect(log).toMatch(/Step \d+\/\d+ : FROM scratch/); // the daemon's own build output
+    expect(log).toMatch(/^#\d+ \[\d+\/\d+\] COPY www \/www$/m); // BuildKit's steps, rendered as --progress=plain
     expect(log).toContain(`pushed ${registry.host}/${imageRepo}:live ${run.image.digest}`);
     expect(log).toContain('converged');
     expect(log).not.toContain(registry.password);
 
-    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(pipeline.deployed).toMatchObject({ commit: sha, image: run.image.ref, digest: run.image.digest });
     expect(pipeline.lastRun).toMatchObject({ id: run.id, status: 'succeeded' });
   });
@@ -89,7 +80,7 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     await waitForContent(service, 'version B\n', 30_000);
     servedB = await serviceImage(service);
     expect(servedB).toBe(run.image.ref);
-    const deployments = await (await fetch(`${url}/api/pipelines/site/deployments`)).json();
+    const deployments = await (await fetch(`${url}/api/pipelines/site/deployments`, AUTH)).json();
     expect(deployments[0]).toMatchObject({ commit: sha, service, replacedAt: null });
     expect(deployments[1].replacedAt).not.toBeNull();
   });
@@ -99,7 +90,7 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     expect(run.status).toBe('failed');
     const build = run.stages.find((s: any) => s.name === 'build');
     expect(build.status).toBe('failed');
-    expect(build.error).toMatch(/returned a non-zero code: 3/);
+    expect(build.error).toMatch(/echo about to fail; exit 3.*did not complete successfully: exit code: 3/);
     expect(run.error).toMatch(/^build: /);
     expect(run.stages.filter((s: any) => s.name === 'push' || s.name === 'deploy').map((s: any) => s.status)).toEqual(['skipped', 'skipped']);
     expect(await runLog(url, run.id)).toContain('about to fail');
@@ -119,7 +110,7 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     expect(await runLog(url, run.id)).toContain('has no health check'); // said in the run log too
     await waitForContent(service, 'version B\n', 30_000);
     expect(await serviceImage(service)).toBe(servedB);
-    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(pipeline.deployed.image).toBe(servedB);
   });
 

@@ -3,8 +3,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
-import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
+import { queueNamesOf } from '../../src/queue/run-queue.ts';
+import { rowCount } from '../helpers/db.ts';
+import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
 import { deliver, example, pushPayload } from '../helpers/github.ts';
 import { disposeQueues } from '../helpers/world.ts';
 
@@ -16,9 +17,9 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
   let daemon: Daemon;
   let url: string;
   let redis: Redis;
-  const runCount = () => (daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n;
+  const runCount = () => rowCount(config, 'runs');
   const jobCount = async (pipeline: string) => {
-    const q = new Queue(queueName(pipeline), { connection: redis, prefix: config.redisPrefix });
+    const q = new Queue(queueNamesOf(config, pipeline).run, { connection: redis, prefix: config.redisPrefix });
     const n = await q.getJobCountByTypes('waiting', 'active', 'delayed', 'prioritized');
     await q.close();
     return n;
@@ -39,7 +40,7 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
 
   afterAll(async () => {
     for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
+      const q = new Queue(queueNamesOf(config, p.name).run, { connection: redis, prefix: config.redisPrefix });
       await q.obliterate({ force: true });
       await q.close();
     }
@@ -65,7 +66,7 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
     expect(await jobCount('site')).toBe(1);
     expect(await jobCount('site-mirror')).toBe(1);
 
-    const api = await (await fetch(`${url}/api/runs/${res.body.runs[0]}`)).json();
+    const api = await (await fetch(`${url}/api/runs/${res.body.runs[0]}`, AUTH)).json();
     for (const key of ['id', 'pipeline', 'commit', 'status', 'trigger', 'stages', 'image', 'createdAt', 'startedAt', 'finishedAt', 'error']) {
       expect(api, key).toHaveProperty(key);
     }
@@ -144,22 +145,22 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
   });
 
   it('lists pipelines with lastRun and deployed', async () => {
-    const list = await (await fetch(`${url}/api/pipelines`)).json();
+    const list = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(list.map((p: { name: string }) => p.name)).toEqual(['site', 'site-mirror', 'other']);
     const site = list[0];
     expect(Object.keys(site)).toEqual(expect.arrayContaining(['name', 'repo', 'branch', 'services', 'lastRun', 'deployed']));
     expect(site.lastRun.status).toBe('queued');
     expect(site.deployed).toBeNull();
     expect(list[2].lastRun).toBeNull();
-    const page = await (await fetch(`${url}/api/pipelines/site/runs?limit=2`)).json();
+    const page = await (await fetch(`${url}/api/pipelines/site/runs?limit=2`, AUTH)).json();
     expect(page.runs).toHaveLength(2);
     expect(page.next).not.toBeNull();
-    const rest = await (await fetch(`${url}/api/pipelines/site/runs?limit=50&before=${page.next}`)).json();
+    const rest = await (await fetch(`${url}/api/pipelines/site/runs?limit=50&before=${page.next}`, AUTH)).json();
     expect(rest.runs.length).toBeGreaterThan(0);
     expect(rest.runs.every((r: { id: string }) => !page.runs.some((p: { id: string }) => p.id === r.id))).toBe(true);
-    expect((await fetch(`${url}/api/pipelines/nope/runs`)).status).toBe(404);
-    expect((await fetch(`${url}/api/pipelines/site/runs?limit=0`)).status).toBe(400);
-    expect((await fetch(`${url}/api/runs/r0000000000nope`)).status).toBe(404);
+    expect((await fetch(`${url}/api/pipelines/nope/runs`, AUTH)).status).toBe(404);
+    expect((await fetch(`${url}/api/pipelines/site/runs?limit=0`, AUTH)).status).toBe(400);
+    expect((await fetch(`${url}/api/runs/r0000000000nope`, AUTH)).status).toBe(404);
   });
 
   it('requires the admin token for rebuild and queues a run with trigger rebuild', async () => {
@@ -174,13 +175,13 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
   });
 
   it('serves the HTML pages', async () => {
-    const home = await fetch(`${url}/`);
+    const home = await fetch(`${url}/`, AUTH);
     expect(home.status).toBe(200);
     const html = await home.text();
     expect(html).toContain('site');
     expect(html).not.toContain(ADMIN_TOKEN);
     const run = daemon.store!.lastRun('site')!;
-    const page = await fetch(`${url}/runs/${run.id}`);
+    const page = await fetch(`${url}/runs/${run.id}`, AUTH);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('Rebuild');
   });
@@ -224,8 +225,8 @@ describe('when Redis is unreachable', () => {
       const rebuild = await fetch(`${daemon.url}/api/pipelines/site/rebuild`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       expect(rebuild.status).toBe(503);
       expect((await rebuild.json()).error).toBe('queue unavailable; retry later');
-      expect((daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n).toBe(0);
-      expect((daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(0);
+      expect(rowCount(config, 'runs')).toBe(0);
+      expect(rowCount(config, 'deliveries')).toBe(0);
       const health = await fetch(`${daemon.url}/healthz`);
       expect(health.status).toBe(503);
       // Docker's ping may also time out (2 s) on a loaded machine: only pin what is down.
@@ -243,7 +244,7 @@ describe('when the store cannot record', () => {
     const config = testConfig({ pipelines: [{ name: 'site', repo: REPO, image: '127.0.0.1:5999/site' }] });
     const daemon = await startDaemon(config, { http: true, worker: false, port: 0 });
     try {
-      daemon.store!.db.close(); // the database is gone (disk failure, file removed under us)
+      daemon.store!.close(); // the database is gone (disk failure, file removed under us)
       const res = await deliver(daemon.url!, pushPayload(REPO, 'main', sha('a')));
       expect(res.status).toBe(503);
       expect(res.body.error).toMatch(/could not record/);
