@@ -20,6 +20,9 @@ import { Scheduler } from './queue/scheduler.ts';
 import { WorkerHost } from './queue/worker-host.ts';
 import { openDatabase } from './store/db.ts';
 import { RunStore } from './store/run-store.ts';
+import { RegistryManifests } from './registry/manifests.ts';
+import { edgeChecks } from './verify/checks.ts';
+import { RollbackTargetWatcher } from './verify/targets.ts';
 import { buildApp } from './web/app.ts';
 import { LiveRuns, type LiveRunsOptions } from './web/live.ts';
 
@@ -54,6 +57,7 @@ export function realPorts(config: Config): RunPorts {
     builder: new DockerBuilder(docker, config.registries),
     pusher: new DockerPusher(docker, config.registries),
     deployer: new RoutingDeployer(config),
+    checks: edgeChecks,
   };
 }
 
@@ -100,7 +104,15 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     const producerReady = waitUntilReady(producer, 3000);
     const ownStream = eventStreamKey(config.redisPrefix, s.id);
     const queues = new RunQueues(producer, config, { events: ownStream });
-    const scheduler = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
+    // Rollback targets (retention.protect newest deployments per pipeline): checked in the
+    // registry every rollbackCheckInterval, and again right before a rollback to one.
+    const targets = new RollbackTargetWatcher({
+      check: new RegistryManifests(config.registries),
+      list: () => config.pipelines.map((p) => ({ pipeline: p.name, deployments: s.deployments(p.name, 200), protect: p.retention.protect ?? 5 })),
+      intervalMs: config.rollbackCheckIntervalMs ?? 0,
+      log: (msg) => logger.warn(msg),
+    });
+    const scheduler = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger, targets });
     const poller = new BranchPoller({ config, heads: new GitSource(config), store: s, scheduler, log: logger });
     const drift = new DriftWatcher({ config, store: s, inspector: new SwarmInspector({ sshAuthSock: config.environment.sshAuthSock }), log: logger });
     // The store's own stream first; `<prefix>:events` still carries reports of workers
@@ -121,6 +133,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       poller,
       drift,
       live: liveRuns,
+      targets,
       logger,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
@@ -129,6 +142,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       ],
     });
     scheduler.start();
+    targets.start();
+    closers.push(() => targets.stop());
     poller.start();
     drift.start();
     await producerReady;

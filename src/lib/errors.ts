@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'service_missing'
   | 'service_owned'
   | 'deploy_failed'
+  /** The rollout converged, but users did not get the new commit (edge verification, probe): rolled back. */
+  | 'deploy_rolled_back'
   | 'docker_unavailable'
   | 'not_found'
   | 'conflict'

@@ -1,4 +1,5 @@
 import type { DeploySettings, DockerEndpoint, PipelineConfig } from '../config/types.ts';
+import type { EdgeVerifySettings, ProbeSettings } from '../config/verify.ts';
 import type { Secret } from '../lib/secret.ts';
 import type { LineSink } from './events.ts';
 
@@ -133,11 +134,63 @@ export interface DeployPort {
   canDeploy(endpoints: DockerEndpoint[]): Promise<boolean>;
 }
 
+/** Edge verification's answer, recorded on the run as `verify: { ok, detail, … }` (issue #15). */
+export interface VerifyResult {
+  ok: boolean;
+  /** One line: what the edge served ("served by the proxy: old revision 0a1b2c3d4e5f (X-Revision) — …"). */
+  detail: string;
+  /** The commit that was expected. */
+  commit: string;
+  url: string;
+  requests: number;
+  elapsedMs: number;
+}
+
+/** The downtime probe's figures, recorded on the run as `probe: { sent, failed, p50Ms, p99Ms, longestGapMs, … }`. */
+export interface ProbeResult {
+  url: string;
+  startedAt: string;
+  sent: number;
+  failed: number;
+  p50Ms: number;
+  p99Ms: number;
+  longestGapMs: number;
+  durationMs: number;
+  failures: { atMs: number; what: string }[];
+}
+
+export interface CheckedRollout<T> {
+  value: T;
+  probe?: ProbeResult;
+  verify?: VerifyResult;
+  /** Why the deploy must be rolled back although swarm converged; undefined if it need not be. */
+  failure?: string;
+}
+
+/**
+ * What users got (src/verify): the probe around a rollout, edge verification after it,
+ * and the previous commit at the edge after a rollback.
+ */
+export interface EdgeCheckPort {
+  checkedRollout<T>(req: {
+    probe: ProbeSettings | undefined;
+    verify: EdgeVerifySettings | undefined;
+    commit: string;
+    previousCommit?: string | undefined;
+    rollout: () => Promise<T>;
+    converged: (value: T) => boolean;
+    log: LineSink;
+  }): Promise<CheckedRollout<T>>;
+  verifyPrevious(settings: EdgeVerifySettings, previousCommit: string, log: LineSink): Promise<VerifyResult>;
+}
+
 export interface RunPorts {
   source: SourcePort;
   builder: BuildPort;
   pusher: PushPort;
   deployer: DeployPort;
+  /** Needed by pipelines with deploy.verify or deploy.probe (the daemon always gives it). */
+  checks?: EdgeCheckPort;
 }
 
 export interface BranchHeadPort {

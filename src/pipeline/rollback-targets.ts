@@ -74,3 +74,14 @@ export function manifestRefOf(image: string): ManifestRef | undefined {
   if (registry === 'docker.io' && parts.length === 1) parts.unshift('library');
   return { registry, repository: parts.join('/'), digest };
 }
+
+/** A rollback target's last known state in the registry (the watcher's answer). */
+export type TargetState = ManifestState & { image: string; checkedAt: string };
+
+/** What the scheduler and the pages need of the watcher (src/verify/targets.ts). */
+export interface RollbackTargetChecks {
+  /** Asks the registry now (a rollback never trusts the periodic check's cache). */
+  checkNow(image: string): Promise<TargetState>;
+  /** The last periodic answer for `image`, if it was checked. */
+  statusOf(image: string): TargetState | undefined;
+}

@@ -34,6 +34,7 @@ export async function executeRun(job: RunJob, deps: RunDeps): Promise<RunOutcome
     emit(ctx, { type: 'run.parked', runId, at: now(), reason: outcome.error ?? 'shutdown' });
   } else if (outcome.status !== 'handed_off') {
     await deps.checkpoints.clear(runId).catch(() => undefined);
+    await deps.journal?.clear(runId).catch(() => undefined);
     emit(ctx, {
       type: 'run.finished', runId, status: outcome.status, at: now(),
       ...(outcome.error ? { error: outcome.error } : {}),
@@ -87,7 +88,7 @@ async function runStages(ctx: RunContext): Promise<Omit<RunOutcome, 'reported'>>
     }
     const result = await runStage(ctx, name, STAGES[name]);
     if (result.kind === 'stopped') outcome = stopped(result.reason);
-    else if (result.kind === 'failed') outcome = { status: 'failed', error: result.error };
+    else if (result.kind === 'failed') outcome = { status: result.rolledBack ? 'rolled_back' : 'failed', error: result.error };
   }
   return outcome;
 }

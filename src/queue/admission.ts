@@ -27,8 +27,10 @@ export class Admission {
   /** The job that runs `run`: ids, and what the store knows the deploy replaces. */
   jobOf(run: WaitingRun): RunJobData {
     const recorded: Record<string, string> = {};
-    for (const d of this.#store.currentDeployments(run.pipeline)) recorded[d.service] = d.image;
-    return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(run.targetImage ? { image: run.targetImage } : {}) };
+    const current = this.#store.currentDeployments(run.pipeline);
+    for (const d of current) recorded[d.service] = d.image;
+    const recordedCommit = current.at(-1)?.commit;
+    return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(recordedCommit ? { recordedCommit } : {}), ...(run.targetImage ? { image: run.targetImage } : {}) };
   }
 
   /** Queues `run`; throws QueueUnavailable when Redis did not take it. */

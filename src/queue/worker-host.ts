@@ -7,7 +7,7 @@ import { withTimeout } from '../lib/timeout.ts';
 import { StopRequest } from '../pipeline/cancel.ts';
 import type { RunPorts } from '../pipeline/ports.ts';
 import { endWithoutRunning, executeRun, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
-import { RedisCheckpoints } from './checkpoints.ts';
+import { RedisCheckpoints, RedisFleetJournal } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
 import { pipelineFingerprint } from './fingerprint.ts';
@@ -48,6 +48,7 @@ export class WorkerHost {
   readonly #reporterRedis: Redis;
   readonly #prefix: string;
   readonly #checkpoints: RedisCheckpoints;
+  readonly #journal: RedisFleetJournal;
   readonly #newest: NewestSuccess;
   readonly #control: ControlSubscriber;
   readonly #active = new Map<string, AbortController>();
@@ -65,6 +66,7 @@ export class WorkerHost {
     this.#slots = opts.config.worker.concurrency;
     this.#reporterRedis = opts.connection();
     this.#checkpoints = new RedisCheckpoints(this.#reporterRedis, opts.prefix);
+    this.#journal = new RedisFleetJournal(this.#reporterRedis, opts.prefix);
     this.#newest = new NewestSuccess(this.#reporterRedis, opts.prefix);
     this.#control = new ControlSubscriber(opts.connection(), this.#reporterRedis, opts.prefix, (msg) => this.#stop(msg));
     for (const p of opts.config.pipelines) {
@@ -164,6 +166,7 @@ export class WorkerHost {
           runId, pipeline, commit: job.data.commit, worker: this.#id, attempt, instance: this.#config.instance,
           ...(job.data.image ? { image: job.data.image } : {}),
           ...(job.data.recorded ? { recorded: job.data.recorded } : {}),
+          ...(job.data.recordedCommit ? { recordedCommit: job.data.recordedCommit } : {}),
           ...(job.data.phase ? { phase: job.data.phase } : {}),
         };
         const outcome = await executeRun(runJob, {
@@ -171,6 +174,7 @@ export class WorkerHost {
           report: reporter,
           stop: controller.signal,
           checkpoints: this.#checkpoints,
+          journal: this.#journal,
           handoff: { handOff: (j) => this.#handOff(q, job.data, j.attempt) },
         });
         log.info({ status: outcome.status, error: outcome.error }, 'run finished');

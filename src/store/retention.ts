@@ -16,7 +16,7 @@ export class Retention {
     const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
     return this.#sql.transaction(() => {
       const res = this.#sql.run(
-        `DELETE FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled', 'superseded')
+        `DELETE FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled', 'superseded', 'rolled_back')
            AND id NOT IN (SELECT run_id FROM deployments WHERE pipeline = ? AND replaced_at IS NULL)
            AND (seq NOT IN (SELECT seq FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT ?) OR created_at < ?)`,
         pipeline, pipeline, pipeline, keep, cutoff,

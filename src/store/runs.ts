@@ -1,4 +1,5 @@
 import { newRunState, type RunState, type StageState } from '../pipeline/lifecycle.ts';
+import type { ProbeResult, VerifyResult } from '../pipeline/ports.ts';
 import { RUN_STATUSES, STAGE_NAMES, STAGE_STATUSES, type RunStatus, type StageName, type StageStatus, type Trigger } from '../pipeline/states.ts';
 import { newId } from './ids.ts';
 import { int, oneOf, text, textOrNull, type Row, type Sql } from './sql.ts';
@@ -48,6 +49,14 @@ export interface RunView {
   deploys: ServiceDeployView[];
   /** Events about this run that could not be applied and were set aside (see the daemon's log). */
   setAsideEvents: number;
+  /** deploy.verify: whether the edge served the new commit, and what it served (null: not configured or not reached). */
+  verify: VerifyResult | null;
+  /** deploy.probe: requests sent / failed, p50/p99 latency and the longest gap during the rollout. */
+  probe: ProbeResult | null;
+  /** After a rollback: whether the edge served the previous commit again. */
+  verifyPrevious: VerifyResult | null;
+  /** onFailure: previous-good-push: the failed run this one was started after. */
+  follows: string | null;
 }
 
 export interface NewRun {
@@ -127,6 +136,20 @@ interface RunRow {
   eventSeq: number;
   finishedBy: 'worker' | 'store' | null;
   handoffAt: string | null;
+  verify: VerifyResult | null;
+  probe: ProbeResult | null;
+  verifyPrevious: VerifyResult | null;
+  follows: string | null;
+}
+
+function jsonOrNull<T>(r: Row, column: string): T | null {
+  const v = textOrNull(r, column);
+  if (v === null) return null;
+  try {
+    return JSON.parse(v) as T;
+  } catch {
+    return null;
+  }
 }
 
 function runRow(r: Row): RunRow {
@@ -156,6 +179,10 @@ function runRow(r: Row): RunRow {
     eventSeq: int(r, 'event_seq'),
     finishedBy: finishedBy === 'worker' || finishedBy === 'store' ? finishedBy : null,
     handoffAt: textOrNull(r, 'handoff_at'),
+    verify: jsonOrNull<VerifyResult>(r, 'verify_json'),
+    probe: jsonOrNull<ProbeResult>(r, 'probe_json'),
+    verifyPrevious: jsonOrNull<VerifyResult>(r, 'verify_previous_json'),
+    follows: textOrNull(r, 'follows_run'),
   };
 }
 
@@ -341,6 +368,13 @@ export class RunRepository {
     }
   }
 
+  /** What the worker measured of users' view (an applied deploy.checks event); each given field replaces the run's. */
+  recordChecks(id: string, c: { verify?: VerifyResult; probe?: ProbeResult; verifyPrevious?: VerifyResult }): void {
+    if (c.verify) this.#sql.run('UPDATE runs SET verify_json = ? WHERE id = ?', JSON.stringify(c.verify), id);
+    if (c.probe) this.#sql.run('UPDATE runs SET probe_json = ? WHERE id = ?', JSON.stringify(c.probe), id);
+    if (c.verifyPrevious) this.#sql.run('UPDATE runs SET verify_previous_json = ? WHERE id = ?', JSON.stringify(c.verifyPrevious), id);
+  }
+
   getRun(id: string): RunView | undefined {
     const row = this.#sql.get('SELECT * FROM runs WHERE id = ?', id);
     return row ? this.#view(runRow(row)) : undefined;
@@ -428,6 +462,10 @@ export class RunRepository {
       targetImage: row.targetImage,
       deploys: this.#sql.all('SELECT * FROM service_deploys WHERE run_id = ? ORDER BY seq', row.id).map(serviceDeployRow),
       setAsideEvents: int(this.#sql.get('SELECT COUNT(*) AS n FROM set_aside_events WHERE run_id = ?', row.id) ?? { n: 0 }, 'n'),
+      verify: row.verify,
+      probe: row.probe,
+      verifyPrevious: row.verifyPrevious,
+      follows: row.follows,
     };
   }
 }

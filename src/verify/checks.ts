@@ -1,5 +1,6 @@
 import type { EdgeVerifySettings, ProbeSettings } from '../config/verify.ts';
 import type { LineSink } from '../pipeline/events.ts';
+import type { EdgeCheckPort } from '../pipeline/ports.ts';
 import { verifyEdge, type EdgeVerifyResult } from './edge.ts';
 import { realClock, type Clock, type Fetch } from './http.ts';
 import { describeProbe, probeFailure, startProbe, type ProbeResult } from './probe.ts';
@@ -74,3 +75,9 @@ export function verifyPrevious(settings: EdgeVerifySettings, previousCommit: str
   log(`rolled back: verifying that the edge serves ${previousCommit.slice(0, 12)} again`);
   return verifyEdge({ settings, commit: previousCommit, log, ...opts });
 }
+
+/** The run's port onto these checks (real fetch and clock). */
+export const edgeChecks: EdgeCheckPort = {
+  checkedRollout: (req) => checkedRollout(req),
+  verifyPrevious: (settings, previousCommit, log) => verifyPrevious(settings, previousCommit, log),
+};

@@ -1,8 +1,8 @@
 import { errorMessage } from '../lib/errors.ts';
-import { manifestRefOf, protectedTargets, type DeploymentLike, type ManifestCheckPort, type ManifestState } from '../pipeline/rollback-targets.ts';
+import { manifestRefOf, protectedTargets, type DeploymentLike, type ManifestCheckPort, type ManifestState, type RollbackTargetChecks, type TargetState } from '../pipeline/rollback-targets.ts';
 
 /** What the pipeline page and API show per rollback target. */
-export type TargetStatus = ManifestState & { image: string; checkedAt: string };
+export type TargetStatus = TargetState;
 
 export interface PipelineTargets<D extends DeploymentLike = DeploymentLike> {
   pipeline: string;
@@ -17,7 +17,7 @@ export interface PipelineTargets<D extends DeploymentLike = DeploymentLike> {
  * (a restart checks again at once). A rollback does not trust this cache: it asks the
  * registry again (`checkNow`) before touching the service.
  */
-export class RollbackTargetWatcher {
+export class RollbackTargetWatcher implements RollbackTargetChecks {
   readonly #check: ManifestCheckPort;
   readonly #list: () => PipelineTargets[] | Promise<PipelineTargets[]>;
   readonly #intervalMs: number;
