@@ -12,6 +12,7 @@ import type { RunPorts } from './pipeline/ports.ts';
 import { DriftWatcher } from './monitor/drift.ts';
 import { ControlPublisher } from './queue/control.ts';
 import { EventConsumer, eventStreamKey } from './queue/event-bus.ts';
+import { FollowUps } from './queue/follow-ups.ts';
 import { InstanceRegistry } from './queue/instances.ts';
 import { BranchPoller } from './queue/poller.ts';
 import { connectRedis, waitUntilReady } from './queue/redis.ts';
@@ -124,6 +125,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     s.onApplied((events) => {
       for (const e of events) liveRuns.notify(e.runId);
     });
+    const followUps = new FollowUps({ store: s, config, submit: (runs) => scheduler.submit(runs), log: logger });
+    s.onApplied((events) => followUps.applied(events));
     consumer.start();
     const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
     app = await buildApp({

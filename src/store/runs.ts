@@ -69,6 +69,8 @@ export interface NewRun {
   author?: string;
   deliveryId?: string;
   requestedBy?: string;
+  /** onFailure: previous-good-push: the failed run this one follows. */
+  follows?: string;
 }
 
 export type DeliveryOutcome = { runs: string[] } | { ignored: string };
@@ -293,10 +295,10 @@ export class RunRepository {
   #insertRun(id: string, r: NewRun, now: string, supersededBy?: string): void {
     const s = newRunState({ commit: r.commit, subject: r.subject ?? null, author: r.author ?? null, at: now, ...(supersededBy ? { supersededBy } : {}) });
     this.#sql.run(
-      `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at, finished_at, error, superseded_by, finished_by)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at, finished_at, error, superseded_by, finished_by, follows_run)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       id, r.pipeline, r.trigger, s.status, s.commit, s.subject, s.author, r.deliveryId ?? null, r.requestedBy ?? null,
-      r.targetImage ?? null, now, s.finishedAt, s.error, s.supersededBy, s.finishedBy,
+      r.targetImage ?? null, now, s.finishedAt, s.error, s.supersededBy, s.finishedBy, r.follows ?? null,
     );
     STAGE_NAMES.forEach((name, i) => {
       const stage = s.stages[name];
