@@ -5,3 +5,4 @@ ALTER TABLE runs ADD COLUMN verify_json TEXT;
 ALTER TABLE runs ADD COLUMN probe_json TEXT;
 ALTER TABLE runs ADD COLUMN verify_previous_json TEXT;
 ALTER TABLE runs ADD COLUMN follows_run TEXT;
+CREATE INDEX runs_follows ON runs (follows_run) WHERE follows_run IS NOT NULL;

@@ -57,6 +57,8 @@ export interface RunView {
   verifyPrevious: VerifyResult | null;
   /** onFailure: previous-good-push: the failed run this one was started after. */
   follows: string | null;
+  /** onFailure: previous-good-push: the run started after this one failed. */
+  followedBy: string | null;
 }
 
 export interface NewRun {
@@ -441,6 +443,11 @@ export class RunRepository {
     return this.#sql.all('SELECT name, status, started_at, finished_at, error FROM stages WHERE run_id = ? ORDER BY position', runId).map(stageRow);
   }
 
+  #followedBy(id: string): string | null {
+    const r = this.#sql.get('SELECT id FROM runs WHERE follows_run = ? ORDER BY seq LIMIT 1', id);
+    return r ? text(r, 'id') : null;
+  }
+
   #view(row: RunRow): RunView {
     return {
       id: row.id,
@@ -468,6 +475,7 @@ export class RunRepository {
       probe: row.probe,
       verifyPrevious: row.verifyPrevious,
       follows: row.follows,
+      followedBy: this.#followedBy(row.id),
     };
   }
 }

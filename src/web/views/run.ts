@@ -28,6 +28,7 @@ export function runHead(ctx: ViewContext, d: RunPageData): SafeHtml {
 <dt>Created</dt><dd>${ago(r.createdAt)}${r.startedAt ? html`, started ${ago(r.startedAt)}` : ''}${r.finishedAt ? html`, took ${took(r.startedAt ?? r.createdAt, r.finishedAt)}` : ''}</dd>
 ${r.image ? html`<dt>Image</dt><dd class="mono small">${r.image.ref}</dd>` : ''}
 ${r.follows ? html`<dt>Follows</dt><dd><a href="/runs/${r.follows}">${r.follows}</a> <span class="muted small">(it failed; onFailure: previous-good-push deploys this newest superseded push)</span></dd>` : ''}
+${r.followedBy ? html`<dt>Followed by</dt><dd><a href="/runs/${r.followedBy}">${r.followedBy}</a> <span class="muted small">(onFailure: previous-good-push: the newest push this run had superseded)</span></dd>` : ''}
 ${r.supersededBy ? html`<dt>Superseded by</dt><dd><a href="/runs/${r.supersededBy}">${r.supersededBy}</a></dd>` : ''}
 ${r.worker ? html`<dt>Worker</dt><dd class="small">${r.worker}${r.attempts > 1 ? html` (attempt ${r.attempts})` : ''}</dd>` : ''}</dl>
 ${r.error ? html`<div class="notice bad"><strong>Error:</strong> ${r.error}</div>` : ''}
