@@ -20,6 +20,8 @@ export interface RunJob {
   recorded?: Record<string, string>;
   /** The commit the pipeline's recorded deployment serves (what the edge shows before, and after a rollback). */
   recordedCommit?: string;
+  /** Pinned images of the pipeline's last deployments (rollback targets): pruning keeps them. */
+  protect?: string[];
   /** 'deploy': another worker built and pushed the image (its checkpoint says which); only deploy. */
   phase?: 'deploy';
 }

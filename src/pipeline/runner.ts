@@ -156,7 +156,7 @@ async function housekeeping(ctx: RunContext, succeeded: boolean): Promise<void> 
   if (succeeded && ctx.mode === 'build') {
     // Old builds of this pipeline would fill the build host's disk otherwise.
     const { image, retention } = job.pipeline;
-    const removed = await deps.ports.builder.prune(image, retention.images).catch(() => 0);
+    const removed = await deps.ports.builder.prune(image, retention.images, job.protect).catch(() => 0);
     if (removed > 0) logTo(ctx, null)(`removed ${removed} old image(s) of ${image} from the build host (keeping ${retention.images})`);
   }
 }

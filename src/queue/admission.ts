@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { protectedTargets } from '../pipeline/rollback-targets.ts';
 import type { Config } from '../config/types.ts';
 import type { RunStore, WaitingRun } from '../store/run-store.ts';
 import type { ControlPublisher } from './control.ts';
@@ -30,7 +31,10 @@ export class Admission {
     const current = this.#store.currentDeployments(run.pipeline);
     for (const d of current) recorded[d.service] = d.image;
     const recordedCommit = current.at(-1)?.commit;
-    return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(recordedCommit ? { recordedCommit } : {}), ...(run.targetImage ? { image: run.targetImage } : {}) };
+    // The images of the last retention.protect deployments: the worker's pruning keeps them.
+    const p = this.#config.pipelines.find((x) => x.name === run.pipeline);
+    const protect = protectedTargets(this.#store.deployments(run.pipeline, 200), p?.retention.protect ?? 5).map((d) => d.image);
+    return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(recordedCommit ? { recordedCommit } : {}), ...(protect.length ? { protect } : {}), ...(run.targetImage ? { image: run.targetImage } : {}) };
   }
 
   /** Queues `run`; throws QueueUnavailable when Redis did not take it. */

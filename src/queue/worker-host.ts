@@ -167,6 +167,7 @@ export class WorkerHost {
           ...(job.data.image ? { image: job.data.image } : {}),
           ...(job.data.recorded ? { recorded: job.data.recorded } : {}),
           ...(job.data.recordedCommit ? { recordedCommit: job.data.recordedCommit } : {}),
+          ...(job.data.protect ? { protect: job.data.protect } : {}),
           ...(job.data.phase ? { phase: job.data.phase } : {}),
         };
         const outcome = await executeRun(runJob, {

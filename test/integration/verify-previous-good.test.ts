@@ -28,7 +28,7 @@ describe('onFailure: previous-good-push on the real swarm', () => {
     www = world.services[0]!;
     config = testConfig({
       registry: world.registryConfig,
-      pipelines: [{ name: 'site', repo: REPO, url: world.repo.url, image: world.image, tag: 'live', services: [www], deploy: { monitor: '1s', timeout: '60s' }, onFailure: 'previous-good-push' }],
+      pipelines: [{ name: 'site', repo: REPO, url: world.repo.url, image: world.image, tag: 'live', services: [www], deploy: { monitor: '1s', timeout: '60s' }, cancelSuperseded: true, onFailure: 'previous-good-push' }],
     });
     daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
   });
@@ -42,7 +42,8 @@ describe('onFailure: previous-good-push on the real swarm', () => {
   it('C fails, then B is deployed as a run that follows C', async () => {
     const url = daemon.url!;
     const b = await world.repo.commit(siteFiles('B\n'), 'B: good');
-    // Serves nothing on 8080 (httpd listens on 8081): the health check fails.
+    // Serves nothing on 8080 (httpd listens on 8081): the health check fails. C's push
+    // supersedes B (cancelSuperseded stops B if it already started building).
     const c = await world.repo.commit({ ...siteFiles('C\n'), Dockerfile: siteFiles('').Dockerfile!.replace('"-p","8080"', '"-p","8081"') }, 'C: bad');
     const [rb, rc] = await Promise.all([deliver(url, pushPayload(REPO, 'main', b)), deliver(url, pushPayload(REPO, 'main', c))]);
     const runB = rb.body.runs[0] as string;
