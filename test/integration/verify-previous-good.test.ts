@@ -45,9 +45,11 @@ describe('onFailure: previous-good-push on the real swarm', () => {
     // Serves nothing on 8080 (httpd listens on 8081): the health check fails. C's push
     // supersedes B (cancelSuperseded stops B if it already started building).
     const c = await world.repo.commit({ ...siteFiles('C\n'), Dockerfile: siteFiles('').Dockerfile!.replace('"-p","8080"', '"-p","8081"') }, 'C: bad');
-    const [rb, rc] = await Promise.all([deliver(url, pushPayload(REPO, 'main', b)), deliver(url, pushPayload(REPO, 'main', c))]);
-    const runB = rb.body.runs[0] as string;
-    const runC = rc.body.runs[0] as string;
+    const runB = (await deliver(url, pushPayload(REPO, 'main', b))).body.runs[0] as string;
+    // C lands while B builds. (Two pushes in the same instant can both run: a run a worker
+    // has taken but not yet reported started is neither waiting nor active to the store.)
+    await waitUntil('B is running', async () => (await (await fetch(`${url}/api/runs/${runB}`, AUTH)).json()).status === 'running', 60_000, 50);
+    const runC = (await deliver(url, pushPayload(REPO, 'main', c))).body.runs[0] as string;
 
     const failed = await waitForRun(url, runC, 180_000);
     expect(failed.status).toBe('failed');

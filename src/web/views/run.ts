@@ -49,8 +49,8 @@ function checks(r: RunView): SafeHtml {
   const fig = (label: string, value: string | number, bad = false) => html`<div${bad ? html` class="bad"` : ''}><b>${value}</b><span class="small muted">${label}</span></div>`;
   return html`<h2>What users got</h2><div class="checks">
 ${r.verify ? edge(r.verify, 'Verified at the edge', 'Not verified at the edge') : ''}
-${r.verifyPrevious ? edge(r.verifyPrevious, 'Previous revision verified after the rollback', 'Previous revision NOT verified after the rollback') : ''}
-${p ? html`<div class="card check"><h3>${status(p.failed > 0 ? 'failed' : 'ok')} Probe during the rollout</h3><div class="figures">${fig('requests sent', p.sent)}${fig('failed', p.failed, p.failed > 0)}${fig('p50', `${p.p50Ms} ms`)}${fig('p99', `${p.p99Ms} ms`)}${fig('longest gap', `${p.longestGapMs} ms`)}${fig('measured', `${(p.durationMs / 1000).toFixed(1)} s`)}</div>${p.failures.length ? html`<p class="small muted">First failures: ${p.failures.slice(0, 5).map((f) => `${f.what} at +${(f.atMs / 1000).toFixed(1)} s`).join(', ')}</p>` : ''}<p class="small muted mono">${p.url}</p></div>` : ''}
+${r.verifyPrevious ? edge(r.verifyPrevious, 'Previous revision back at the edge', 'Previous revision NOT back at the edge') : ''}
+${p ? html`<div class="card check"><h3>${p.failed > 0 ? status('failed') : status('ok')} Probe during the rollout</h3><div class="figures">${fig('requests sent', p.sent)}${fig('failed', p.failed, p.failed > 0)}${fig('p50', `${p.p50Ms} ms`)}${fig('p99', `${p.p99Ms} ms`)}${fig('longest gap', `${p.longestGapMs} ms`)}${fig('measured', `${(p.durationMs / 1000).toFixed(1)} s`)}</div>${p.failures.length ? html`<p class="small muted">First failures: ${p.failures.slice(0, 5).map((f) => `${f.what} at +${(f.atMs / 1000).toFixed(1)} s`).join(', ')}</p>` : ''}<p class="small muted mono">${p.url}</p></div>` : ''}
 </div>`;
 }
 
