@@ -3,7 +3,7 @@ import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { AUTH, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
-import { runLog, waitForRun } from '../helpers/runs.ts';
+import { waitForRun } from '../helpers/runs.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
 import { siteFiles } from '../support/site.ts';
@@ -54,6 +54,7 @@ describe('onFailure: previous-good-push on the real swarm', () => {
     const failed = await waitForRun(url, runC, 180_000);
     expect(failed.status).toBe('failed');
     expect(failed.commit).toBe(c);
+    expect(failed.error).toMatch(new RegExp(`^deploy: ${www} rolled back`)); // its image was built and failed in swarm
     expect((await waitForRun(url, runB, 30_000)).status).toBe('superseded');
 
     let followUp: any;
@@ -62,7 +63,6 @@ describe('onFailure: previous-good-push on the real swarm', () => {
       return followUp !== undefined;
     }, 30_000, 200);
     const done = await waitForRun(url, followUp.id, 180_000);
-    if (done.status !== 'succeeded') console.log(done.error, await runLog(url, done.id));
     expect(done).toMatchObject({ status: 'succeeded', commit: b, follows: runC });
     expect(await serviceImage(www)).toBe(done.image.ref);
     await waitForContent(www, 'B\n', 30_000);
