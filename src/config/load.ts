@@ -10,7 +10,7 @@ import { hostEnvironment } from './environment.ts';
 import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { ConfigSchema } from './schema.ts';
-import { resolveRollbackCheck, resolveVerified } from './verify.ts';
+import { resolveRollbackCheck, resolveVerified, verifiedDeployExtraMs } from './verify.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
 
 export interface ConfigIssue {
@@ -158,7 +158,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
         build: durationOr(p.timeouts?.build, DEFAULT_TIMEOUTS.build, `${path}.timeouts.build`, issues),
         push: durationOr(p.timeouts?.push, DEFAULT_TIMEOUTS.push, `${path}.timeouts.push`, issues),
         // The rollout's own timeout, plus time for swarm to roll back afterwards.
-        deploy: durationOr(p.timeouts?.deploy, deploy.timeoutMs + 2 * 60_000, `${path}.timeouts.deploy`, issues),
+        // Room for edge verification after the rollout and again after a rollback, and the probe's tail.
+        deploy: durationOr(p.timeouts?.deploy, deploy.timeoutMs + 2 * 60_000 + verifiedDeployExtraMs(verified), `${path}.timeouts.deploy`, issues),
       },
       cancelSuperseded: p.cancelSuperseded ?? false,
       retention: {

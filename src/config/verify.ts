@@ -102,6 +102,15 @@ export function resolveVerified(p: Record<string, any>, path: string, issues: Co
   return { verify, probe, onFailure: p.onFailure ?? 'stop', protect };
 }
 
+/**
+ * How much longer a deploy stage may take by default with these checks: the edge is
+ * asked after the rollout and again after a rollback; the probe runs a few seconds past
+ * the rollout and waits for its last answers.
+ */
+export function verifiedDeployExtraMs(v: Pick<VerifiedDeploySettings, 'verify' | 'probe'>): number {
+  return (v.verify ? 2 * v.verify.timeoutMs : 0) + (v.probe ? 3_000 + v.probe.requestTimeoutMs : 0);
+}
+
 /** Top-level `rollbackCheckInterval`: how often rollback targets' manifests are checked (ms; 0 = never). */
 export function resolveRollbackCheck(value: unknown, issues: ConfigIssue[]): number {
   if (value === undefined) return DEFAULT_ROLLBACK_CHECK_MS;
