@@ -71,25 +71,31 @@ describe('verified deploys in the pipeline, through Caddy', () => {
     caddyName = uniqueName('vp-caddy');
     const caddyImage = await buildAndPushCaddy(world.registry, uniqueName('vp-caddy-img'));
     caddy = await createCaddyService({ name: caddyName, image: caddyImage.ref, network: world.network, registry: world.registry, upstream: `${www}:8080` });
-    config = testConfig({
+    config = configWith('start-first');
+    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
+    url = daemon.url!;
+  });
+
+  /** The same pipeline (same owner labels), with the rollout order given. */
+  const configWith = (order: string) =>
+    testConfig({
       registry: world.registryConfig,
+      instance: 'verify-pipeline-test',
       extraYaml: 'rollbackCheckInterval: 1s\n',
       pipelines: [{
         name: 'site', repo: REPO, url: world.repo.url, image: world.image, services: [www],
         deploy: {
-          order: 'start-first', monitor: '500ms', timeout: '60s',
+          order, monitor: '500ms', timeout: '60s',
           verify: { url: `${caddy.url}cgi-bin/rev`, expect: { header: 'X-Revision' }, timeout: '6s', interval: '250ms' },
           probe: { url: caddy.url, rate: '20/s', maxFailed: 0 },
         },
       }],
     });
-    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
-    url = daemon.url!;
-  });
+  const others: Config[] = [];
 
   afterAll(async () => {
     await daemon?.close();
-    if (config) await disposeQueues(config);
+    for (const c of [config, ...others].filter(Boolean)) await disposeQueues(c);
     await removeTestResources([caddyName].filter(Boolean)).catch(() => undefined);
     await world?.dispose();
   });
@@ -161,5 +167,22 @@ describe('verified deploys in the pipeline, through Caddy', () => {
     const after = (await (await fetch(`${url}/api/pipelines`, AUTH)).json()).find((x: any) => x.name === 'site');
     expect(after.paused).toBe(false);
     expect(after.deployed.commit).toBe(p.deployed.commit);
+  });
+
+  it('stop-first: the probe sees the outage, and with maxFailed 0 the run is rolled back', async () => {
+    // The same pipeline, reconfigured (a restart with another config).
+    await daemon.close();
+    const stopFirst = configWith('stop-first');
+    others.push(stopFirst);
+    daemon = await startDaemon(stopFirst, { http: true, worker: true, port: 0 });
+    url = daemon.url!;
+    const before = await serviceImage(www);
+    const run = await push('stop-first', revisionSite());
+    expect(run.status, run.error).toBe('rolled_back');
+    expect(run.probe.failed).toBeGreaterThan(0);
+    expect(run.probe.longestGapMs).toBeGreaterThan(500);
+    expect(run.error).toMatch(new RegExp(`^deploy: rolled back: the probe saw ${run.probe.failed} of ${run.probe.sent} requests fail during the rollout \\(at most 0 allowed`));
+    expect(run.verify).toBeNull(); // the edge is not asked once the probe has failed the deploy
+    expect(await serviceImage(www)).toBe(before);
   });
 });
