@@ -1,0 +1,380 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isTerminal, type RunStatus } from '../../src/pipeline/states.ts';
+import { ADMIN_TOKEN, WEBHOOK_SECRET } from '../helpers/config.ts';
+import { pushPayload, sign } from '../helpers/github.ts';
+import { createWorld, type World } from '../helpers/world.ts';
+import { git, gitEnv, siteFiles, writeFiles } from '../support/site.ts';
+import { gwbridgeIps, runningTasks, uniqueName, waitForContent } from '../support/swarm.ts';
+
+/**
+ * The deployer run the way operators run it: its image built by scripts/image.sh (on the
+ * local base images from Debian packages when Docker Hub is out of reach), deploy/stack.yml
+ * deployed with `docker stack deploy`, docker-compose.yml with `docker compose up`. The
+ * shipped files are used as they are; a test override only adds the demo repository's
+ * mount and the test label. One stack serves every stack check.
+ */
+const exec = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const docker = new Docker();
+const UID = 10001;
+const REPO = 'local/demo-site';
+
+const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
+const dockerGid = () => String(statSync(socketPath).gid);
+
+/** The docker CLI (and compose) with a throw-away client config and the stack's variables. */
+async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<string> {
+  try {
+    const { stdout } = await exec('docker', args, {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH, DOCKER_HOST: process.env.DOCKER_HOST, DOCKER_CONFIG: dockerConfig, DOCKER_CLI_HINTS: 'false', ...opts.env },
+      timeout: opts.timeoutMs ?? 180_000,
+      maxBuffer: 32 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`docker ${args.join(' ')} failed: ${e.stderr || e.stdout || e.message}`);
+  }
+}
+
+const work = mkdtempSync(join(tmpdir(), 'selfhost-'));
+const dockerConfig = join(work, 'docker-config');
+const image = `deployer-selfhost-test:${randomBytes(6).toString('hex')}`;
+const stack = uniqueName('selfhost');
+const project = uniqueName('selfhost-compose');
+let world: World;
+let stackEnv: Record<string, string>;
+
+/** Config, secrets and the test override, laid out as deploy/ expects them. */
+function writeDeployDir(dir: string, w: World, service: string): void {
+  mkdirSync(join(dir, 'secrets'), { recursive: true });
+  const secrets = { github_webhook_secret: WEBHOOK_SECRET, deployer_admin_token: ADMIN_TOKEN, registry_password: w.registry.password };
+  for (const [name, value] of Object.entries(secrets)) {
+    const file = join(dir, 'secrets', name);
+    writeFileSync(file, value);
+    // Compose bind-mounts secret files as they are: readable by the deployer's uid only.
+    chownSync(file, UID, UID);
+    chmodSync(file, 0o400);
+  }
+  writeFileSync(
+    join(dir, 'deployer.yaml'),
+    `listen: 0.0.0.0:8090
+publicUrl: http://${stack}.invalid
+dataDir: /var/lib/deployer
+redis: redis://redis:6379
+github:
+  webhookSecretFile: /run/secrets/github_webhook_secret
+auth:
+  adminTokenFile: /run/secrets/deployer_admin_token
+docker:
+  host: unix:///var/run/docker.sock
+registries:
+  - host: ${w.registry.host}
+    username: ${w.registry.username}
+    passwordFile: /run/secrets/registry_password
+pipelines:
+  - name: demo
+    repo: ${REPO}
+    url: file:///srv/git/site.git
+    image: ${w.image}
+    tag: live
+    services: [${service}]
+    deploy: { monitor: 1s, timeout: 2m }
+    poll: false
+`,
+  );
+}
+
+beforeAll(async () => {
+  mkdirSync(dockerConfig);
+  // The image as operators build it; the label lets cleanupLeftovers remove a forgotten one.
+  await exec(join(root, 'scripts', 'image.sh'), [image, '--quiet', '--label', 'deployer.test=1'], {
+    env: { ...process.env, DOCKER_CONFIG: dockerConfig },
+    timeout: 15 * 60_000,
+    maxBuffer: 32 * 1024 * 1024,
+  }).catch((err: { stderr?: string; message: string }) => {
+    throw new Error(`scripts/image.sh failed: ${err.stderr || err.message}`);
+  });
+  world = await createWorld({ name: 'selfhost', services: [{ prefix: 'demo', healthcheck: true }] });
+  // git refuses a repository owned by another user ("dubious ownership"): the bare
+  // repository mounted into the containers belongs to the deployer's uid (the directory
+  // itself is what git checks), and the test's own pushes into it trust it explicitly.
+  chownSync(world.repo.bareDir, UID, UID);
+  writeFileSync(join(work, 'gitconfig'), '[safe]\n\tdirectory = *\n');
+  const redisImage = (await exec(join(root, 'scripts', 'base-images.sh'), [], { env: process.env })).stdout.match(/^REDIS_IMAGE=(.+)$/m)?.[1];
+  if (!redisImage) throw new Error('scripts/base-images.sh printed no REDIS_IMAGE');
+  stackEnv = { DEPLOYER_IMAGE: image, REDIS_IMAGE: redisImage, DOCKER_GID: dockerGid(), DOCKER_SOCKET: socketPath };
+}, 20 * 60_000);
+
+afterAll(async () => {
+  await cli(['stack', 'rm', stack]).catch(() => undefined);
+  await compose(['down', '--volumes', '--timeout', '5']).catch(() => undefined);
+  // Stack volumes outlive `stack rm`; they can go once the stack's containers have.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const left = (await cli(['volume', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).split('\n').filter(Boolean);
+    if (left.length === 0) break;
+    await cli(['volume', 'rm', ...left]).catch(() => undefined);
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await world?.dispose();
+  await cli(['image', 'rm', image]).catch(() => undefined);
+  rmSync(work, { recursive: true, force: true });
+}, 120_000);
+
+describe('the deployer image', () => {
+  it('runs as non-root with a read-only root filesystem, tini as PID 1, git and no compiler', async () => {
+    const info = await docker.getImage(image).inspect();
+    const mb = Math.round(info.Size / 1e6);
+    console.log(`deployer image: ${mb} MB`);
+    expect(info.Config.User).toBe(`${UID}:${UID}`);
+    expect(info.Config.Entrypoint).toEqual(['/usr/bin/tini', '--', '/app/bin/deployer']);
+    expect(info.Config.Healthcheck?.Test?.join(' ')).toContain('/healthz');
+    const head = (await exec('git', ['rev-parse', 'HEAD'], { cwd: root })).stdout.trim();
+    expect(info.Config.Labels['org.opencontainers.image.revision']).toBe(head);
+    expect(info.Config.Labels['org.opencontainers.image.title']).toBe('deployer');
+
+    const out = await cli([
+      'run', '--rm', '--read-only', '--tmpfs', '/tmp', '--label', 'deployer.test=1', '--entrypoint', 'sh', image, '-c',
+      'id -u; id -g; git --version; for c in gcc cc c++ make; do command -v $c; done; touch /app/x 2>/dev/null && echo writable || echo read-only; touch /tmp/x && echo tmp-ok',
+    ]);
+    const [uid, gid, git, ...rest] = out.trim().split('\n');
+    expect([uid, gid]).toEqual([String(UID), String(UID)]);
+    expect(git).toMatch(/^git version 2\./);
+    expect(rest).toEqual(['read-only', 'tmp-ok']); // no compiler found, / not writable, /tmp is
+    // tini is PID 1 when the entrypoint runs (not under `--entrypoint sh`).
+    const pid1 = await cli(['run', '--rm', '--label', 'deployer.test=1', '--entrypoint', '/usr/bin/tini', image, '--', 'cat', '/proc/1/comm']);
+    expect(pid1.trim()).toBe('tini');
+  });
+
+  it('check-config works inside it, read-only and non-root, and reaches the Docker socket through group_add', async () => {
+    const dir = join(work, 'check');
+    writeDeployDir(dir, world, world.services[0]!);
+    const run = (config: string) =>
+      cli([
+        'run', '--rm', '--read-only', '--tmpfs', '/tmp', '--label', 'deployer.test=1', '--group-add', dockerGid(),
+        '-v', `${config}:/etc/deployer/deployer.yaml:ro`, '-v', `${join(dir, 'secrets')}:/run/secrets:ro`, '-v', `${socketPath}:/var/run/docker.sock`,
+        image, 'check-config', '--config', '/etc/deployer/deployer.yaml',
+      ]);
+    const out = await run(join(dir, 'deployer.yaml'));
+    expect(out).toContain('is valid');
+    expect(out).toContain(`demo: ${REPO}@main`);
+    // It inspected the demo service (start-first, health check): no "could not inspect".
+    expect(out).not.toMatch(/could not inspect|does not exist/);
+    writeFileSync(join(dir, 'bad.yaml'), 'listen: nowhere\npipelines: []\n');
+    await expect(run(join(dir, 'bad.yaml'))).rejects.toThrow(/listen/);
+  });
+});
+
+/** Commits the demo site serving `content` and pushes it to the bare repository; its sha. */
+async function commit(content: string, message: string): Promise<string> {
+  const dir = world.repo.workDir;
+  await writeFiles(dir, siteFiles(content));
+  await git(['add', '--all'], dir);
+  await git(['commit', '--quiet', '--allow-empty', '--no-verify', '-m', message], dir);
+  await exec('git', ['push', '--quiet', 'origin', 'HEAD:refs/heads/main'], { cwd: dir, env: { ...gitEnv(), GIT_CONFIG_GLOBAL: join(work, 'gitconfig') } });
+  return (await git(['rev-parse', 'HEAD'], dir)).trim();
+}
+
+/** http://<gwbridge address of the running web task>:8090 (no published port: see deploy/stack.yml). */
+async function webUrl(): Promise<string> {
+  const tasks = await runningTasks(`${stack}_web`);
+  const ips = await gwbridgeIps();
+  for (const t of tasks) {
+    const ip = ips.get(t.Status.ContainerStatus?.ContainerID ?? '');
+    if (ip) return `http://${ip}:8090`;
+  }
+  throw new Error(`no running task of ${stack}_web`);
+}
+
+async function webContainer(): Promise<string> {
+  const id = (await runningTasks(`${stack}_web`))[0]?.Status.ContainerStatus?.ContainerID;
+  if (!id) throw new Error(`no running task of ${stack}_web`);
+  return id;
+}
+
+async function waitHealthy(container: () => Promise<string>, timeoutMs: number): Promise<number> {
+  const started = Date.now();
+  let last = '';
+  while (Date.now() - started < timeoutMs) {
+    try {
+      const info = await docker.getContainer(await container()).inspect();
+      last = info.State.Health?.Status ?? 'no health';
+      if (last === 'healthy') return Date.now() - started;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`not healthy within ${timeoutMs} ms: ${last}`);
+}
+
+/** A signed push of `sha`; the run ids when accepted (202), else undefined. */
+async function push(sha: string): Promise<string[] | undefined> {
+  const body = JSON.stringify(pushPayload(REPO, 'main', sha));
+  try {
+    const res = await fetch(`${await webUrl()}/webhooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomBytes(8).toString('hex'), 'x-hub-signature-256': sign(body, WEBHOOK_SECRET) },
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
+    const json = (await res.json().catch(() => ({}))) as { runs?: string[] };
+    return res.status === 202 && json.runs?.length ? json.runs : undefined;
+  } catch {
+    return undefined; // refused, reset or timed out: not accepted, GitHub would redeliver
+  }
+}
+
+async function runOf(id: string): Promise<{ status: RunStatus; commit: string; error?: string }> {
+  const res = await fetch(`${await webUrl()}/api/runs/${id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`GET /api/runs/${id}: ${res.status}`);
+  return (await res.json()) as { status: RunStatus; commit: string; error?: string };
+}
+
+async function waitFinished(id: string, timeoutMs: number): Promise<{ status: RunStatus; commit: string; error?: string }> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const run = await runOf(id);
+      last = run;
+      if (isTerminal(run.status)) return run;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`run ${id} not finished within ${timeoutMs} ms: ${JSON.stringify(last)}`);
+}
+
+describe('docker stack deploy -c deploy/stack.yml', () => {
+  const dir = join(work, 'stack');
+
+  beforeAll(async () => {
+    writeDeployDir(dir, world, world.services[0]!);
+    copyFileSync(join(root, 'deploy', 'stack.yml'), join(dir, 'stack.yml'));
+    // Only what a test needs on top: the demo repository, and the label cleanup looks for.
+    const label = { 'deployer.test': '1' };
+    writeFileSync(
+      join(dir, 'test.yml'),
+      JSON.stringify({
+        version: '3.8',
+        services: {
+          web: { deploy: { labels: label } },
+          worker: { volumes: [`${world.repo.bareDir}:/srv/git/site.git:ro`], deploy: { labels: label } },
+          redis: { deploy: { labels: label } },
+        },
+        networks: { deployer: { labels: label } },
+      }),
+    );
+    await cli(['stack', 'deploy', '--detach=true', '--resolve-image', 'never', '-c', 'stack.yml', '-c', 'test.yml', stack], {
+      cwd: dir,
+      env: { ...stackEnv, STACK_NAME: stack },
+    });
+  }, 120_000);
+
+  it('becomes healthy, and check-config works inside the running container', async () => {
+    const ms = await waitHealthy(webContainer, 120_000);
+    console.log(`stack web healthy ${ms} ms after deploy`);
+    const out = await cli(['exec', await webContainer(), 'deployer', 'check-config', '--config', '/etc/deployer/deployer.yaml']);
+    expect(out).toContain('is valid');
+    expect(out).not.toMatch(/could not inspect/);
+    const health = await fetch(`${await webUrl()}/healthz`);
+    expect(health.status).toBe(200);
+  });
+
+  it('a signed push deploys the demo service end to end', async () => {
+    const sha = await commit('first deploy from the stack\n', 'first');
+    const runs = await push(sha);
+    expect(runs).toHaveLength(1);
+    const run = await waitFinished(runs![0]!, 180_000);
+    expect(run, JSON.stringify(run)).toMatchObject({ status: 'succeeded', commit: sha });
+    await waitForContent(world.services[0]!, 'first deploy from the stack\n', 30_000);
+  });
+
+  it('docker service update --force of web and worker loses no accepted push', async () => {
+    const accepted: { run: string; sha: string; content: string; phase: string }[] = [];
+    let phase = 'before';
+    let stop = false;
+    let n = 0;
+    const pusher = (async () => {
+      while (!stop) {
+        const content = `push ${++n}\n`;
+        const sha = await commit(content, `push ${n}`);
+        const runs = await push(sha);
+        if (runs) accepted.push({ run: runs[0]!, sha, content, phase });
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })();
+    const waitAccepted = async (count: number, p: string) => {
+      const deadline = Date.now() + 60_000;
+      while (accepted.filter((a) => a.phase === p).length < count) {
+        if (Date.now() > deadline) throw new Error(`fewer than ${count} pushes accepted ${p} the restart`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    try {
+      await waitAccepted(3, 'before');
+      phase = 'during';
+      // Both restarted at once: the web side (store owner) and the worker running the runs.
+      await Promise.all(
+        ['web', 'worker'].map((s) => cli(['service', 'update', '--force', '--detach=false', '--quiet', `${stack}_${s}`], { timeoutMs: 180_000 })),
+      );
+      phase = 'after';
+      await waitHealthy(webContainer, 120_000);
+      await waitAccepted(2, 'after');
+    } finally {
+      stop = true;
+      await pusher;
+    }
+    const results = await Promise.all(accepted.map(async (a) => ({ ...a, ...(await waitFinished(a.run, 240_000)) })));
+    console.log(`pushes: ${n} sent, ${accepted.length} accepted (${['before', 'during', 'after'].map((p) => `${accepted.filter((a) => a.phase === p).length} ${p}`).join(', ')})`);
+    for (const r of results) expect(['succeeded', 'superseded'], JSON.stringify(r)).toContain(r.status);
+    const last = results.at(-1)!;
+    expect(last.status).toBe('succeeded');
+    await waitForContent(world.services[0]!, last.content, 30_000);
+  }, 480_000);
+});
+
+const composeDir = join(work, 'compose');
+const composePort = 20_000 + Math.floor(Math.random() * 20_000);
+/** `docker compose` on the shipped docker-compose.yml, in a project directory holding the test's deploy/. */
+function compose(args: string[]): Promise<string> {
+  return cli(['compose', '-p', project, '--project-directory', composeDir, '-f', join(root, 'docker-compose.yml'), '-f', join(composeDir, 'test.yml'), ...args], {
+    env: { ...stackEnv, DEPLOYER_PORT: String(composePort) },
+  });
+}
+
+describe('docker compose up (docker-compose.yml)', () => {
+  it('starts a deployer that becomes healthy, with Redis, secrets as files and the data on a volume', async () => {
+    writeDeployDir(join(composeDir, 'deploy'), world, world.services[0]!);
+    const label = { 'deployer.test': '1' };
+    writeFileSync(
+      join(composeDir, 'test.yml'),
+      JSON.stringify({ services: { deployer: { labels: label }, redis: { labels: label } }, volumes: { 'deployer-data': { labels: label }, 'redis-data': { labels: label } } }),
+    );
+    const started = Date.now();
+    await compose(['up', '--detach', '--no-build', '--wait', '--wait-timeout', '120']);
+    console.log(`compose healthy ${Date.now() - started} ms after up`);
+    const health = await fetch(`http://127.0.0.1:${composePort}/healthz`);
+    expect(health.status).toBe(200);
+    const id = (await compose(['ps', '-q', 'deployer'])).trim();
+    const info = await docker.getContainer(id).inspect();
+    expect(info.HostConfig.ReadonlyRootfs).toBe(true);
+    expect(info.Mounts.find((m) => m.Destination === '/var/lib/deployer')?.Type).toBe('volume');
+    const redisId = (await compose(['ps', '-q', 'redis'])).trim();
+    const redisConfig = await cli(['exec', redisId, 'redis-cli', 'config', 'get', '*'], {});
+    expect(redisConfig).toMatch(/appendonly\nyes/);
+    expect(redisConfig).toMatch(/maxmemory-policy\nnoeviction/);
+  });
+});
