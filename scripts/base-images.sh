@@ -124,6 +124,11 @@ have() {
   [ "$label" = "$2" ]
 }
 push() { docker push -q "$1" >/dev/null; }
+# What each tag named before this run: replaced images are removed at the end.
+declare -A replaced=()
+for ref in "$debian_ref" "$node_ref" "$redis_ref"; do
+  replaced[$ref]=$(docker image inspect -f '{{.Id}}' "$ref" 2>/dev/null || true)
+done
 # Pushes $1 unless the registry already has that tag (a registry emptied since the build).
 pushed() {
   local name=${1#"$registry"/}
@@ -190,5 +195,11 @@ if have "$redis_ref" "$redis_hash"; then pushed "$redis_ref"; else
   build_image "$redis_ref" "$redis_dockerfile" "$tmp" "$redis_hash"
   rm -rf "$tmp"
 fi
+
+# Children first: an image others are built on cannot be removed before them.
+for ref in "$node_ref" "$redis_ref" "$debian_ref"; do
+  old=${replaced[$ref]}
+  [ -z "$old" ] || [ "$old" = "$(docker image inspect -f '{{.Id}}' "$ref")" ] || docker image rm "$old" >/dev/null 2>&1 || true
+done
 
 printf 'NODE_BASE_IMAGE=%s\nREDIS_IMAGE=%s\n' "$node_ref" "$redis_ref"
