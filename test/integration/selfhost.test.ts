@@ -55,7 +55,7 @@ const project = uniqueName('selfhost-compose');
 let world: World;
 let stackEnv: Record<string, string>;
 
-/** Config, secrets and the test override, laid out as deploy/ expects them. */
+/** The config and its secret files, laid out as deploy/ has them. */
 function writeDeployDir(dir: string, w: World, service: string): void {
   mkdirSync(join(dir, 'secrets'), { recursive: true });
   const secrets = { github_webhook_secret: WEBHOOK_SECRET, deployer_admin_token: ADMIN_TOKEN, registry_password: w.registry.password };
@@ -107,6 +107,11 @@ beforeAll(async () => {
   // with the build time, to remove what a killed run left.
   for (const img of await docker.listImages({ filters: { label: [IMAGE_LABEL] } })) {
     if (Number(img.Labels?.[IMAGE_LABEL]) < Date.now() - 30 * 60_000) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
+  }
+  // Volumes a killed run left (cleanupLeftovers does not look at volumes); in use = not left.
+  for (const v of (await docker.listVolumes({ filters: { label: ['deployer.test=1'] } })).Volumes ?? []) {
+    const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '');
+    if (created < Date.now() - 30 * 60_000) await docker.getVolume(v.Name).remove().catch(() => undefined);
   }
   await exec(join(root, 'scripts', 'image.sh'), [image, '--quiet', '--label', `${IMAGE_LABEL}=${Date.now()}`], {
     env: { ...process.env, DOCKER_CONFIG: dockerConfig },
@@ -275,6 +280,7 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
           redis: { deploy: { labels: label } },
         },
         networks: { deployer: { labels: label } },
+        volumes: Object.fromEntries(['deployer-data', 'worker-data', 'redis-data'].map((v) => [v, { labels: label }])),
       }),
     );
     await cli(['stack', 'deploy', '--detach=true', '--resolve-image', 'never', '-c', 'stack.yml', '-c', 'test.yml', stack], {
@@ -345,6 +351,13 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
     };
     try {
       await waitAccepted(3, 'before');
+      // Restart while a run is in flight: the worker must park it (or finish its deploy).
+      for (const until = Date.now() + 60_000; ; ) {
+        const statuses = await Promise.all(accepted.map((a) => runOf(a.run).then((r) => r.status, () => undefined)));
+        if (statuses.includes('running')) break;
+        if (Date.now() > until) throw new Error(`no run in flight to restart under: ${statuses.join(', ')}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
       phase('restarting web and worker');
       when = 'during';
       // Both restarted at once: the web side (store owner) and the worker running the runs.
@@ -364,6 +377,12 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
       }
       when = 'after';
       phase('restarted');
+      // SIGTERM reached both (tini forwards it) and each shut down cleanly, not killed
+      // at the end of its grace period.
+      for (const id of before.flat()) {
+        const state = (await docker.getContainer(id!).inspect()).State;
+        expect({ id, exit: state.ExitCode, oomKilled: state.OOMKilled }).toEqual({ id, exit: 0, oomKilled: false });
+      }
       await waitAccepted(2, 'after');
       phase('pushes accepted after the restart');
     } finally {
