@@ -26,18 +26,22 @@ export interface TestPipeline {
   cancelSuperseded?: boolean;
   /** Default false: tests never poll github.com (no network, and no traffic off this machine). */
   poll?: string | false;
+  /** The pipeline's `build:` block, as written in YAML (e.g. `{ builder: 'classic' }`). */
+  build?: Record<string, unknown>;
 }
 
 /**
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[] }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; env?: Record<string, string> }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN,
     REGISTRY_PASSWORD: opts.registry?.password ?? 'unused',
+    // Extra variables the config may name (e.g. build secrets given as { env: NAME }).
+    ...opts.env,
   };
   const pipelines = opts.pipelines
     .map((p) => {
@@ -49,6 +53,7 @@ export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host:
       if (p.timeouts) lines.push(`    timeouts: ${JSON.stringify(p.timeouts)}`);
       lines.push(`    poll: ${p.poll ?? false}`);
       if (p.cancelSuperseded !== undefined) lines.push(`    cancelSuperseded: ${p.cancelSuperseded}`);
+      if (p.build) lines.push(`    build: ${JSON.stringify(p.build)}`);
       return lines.join('\n');
     })
     .join('\n');
