@@ -7,6 +7,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerBuilder } from '../../src/docker/build.ts';
 import { isTerminal, type RunStatus } from '../../src/pipeline/states.ts';
 import { ADMIN_TOKEN, WEBHOOK_SECRET } from '../helpers/config.ts';
 import { pushPayload, sign } from '../helpers/github.ts';
@@ -54,6 +55,7 @@ const stack = uniqueName('selfhost');
 const project = uniqueName('selfhost-compose');
 let world: World;
 let stackEnv: Record<string, string>;
+let nodeBase: string;
 
 /** The config and its secret files, laid out as deploy/ has them. */
 function writeDeployDir(dir: string, w: World, service: string): void {
@@ -128,8 +130,11 @@ beforeAll(async () => {
   // itself is what git checks), and the test's own pushes into it trust it explicitly.
   chownSync(world.repo.bareDir, UID, UID);
   writeFileSync(join(work, 'gitconfig'), '[safe]\n\tdirectory = *\n');
-  const redisImage = (await exec(join(root, 'scripts', 'base-images.sh'), [], { env: process.env })).stdout.match(/^REDIS_IMAGE=(.+)$/m)?.[1];
-  if (!redisImage) throw new Error('scripts/base-images.sh printed no REDIS_IMAGE');
+  // Already built by image.sh: a check, and the names.
+  const bases = (await exec(join(root, 'scripts', 'base-images.sh'), [], { env: process.env })).stdout;
+  const redisImage = bases.match(/^REDIS_IMAGE=(.+)$/m)?.[1];
+  nodeBase = bases.match(/^NODE_BASE_IMAGE=(.+)$/m)?.[1] ?? '';
+  if (!redisImage || !nodeBase) throw new Error(`scripts/base-images.sh printed no image names: ${bases}`);
   stackEnv = { DEPLOYER_IMAGE: image, REDIS_IMAGE: redisImage, DOCKER_GID: dockerGid(), DOCKER_SOCKET: socketPath };
 }, 20 * 60_000);
 
@@ -178,6 +183,28 @@ describe('the deployer image', () => {
     expect([uid, gid]).toEqual([String(UID), String(UID)]);
     expect(git).toMatch(/^git version 2\./);
     expect(rest).toEqual(['read-only', 'tmp-ok']); // no compiler found, / not writable, /tmp is
+  });
+
+  it("builds with the deployer's own builder (BuildKit through the Engine API), .dockerignore applied", async () => {
+    const tag = `${image}-self`;
+    const files = (await exec('git', ['ls-files', '-z'], { cwd: root })).stdout.split('\0').filter(Boolean);
+    const lines: string[] = [];
+    const { imageId } = await new DockerBuilder(docker).build({
+      contextDir: root, files, dockerfile: 'Dockerfile', target: undefined, tags: [tag], builder: 'buildkit',
+      args: { BASE_IMAGE: nodeBase, SOURCE_COMMIT: 'f'.repeat(40) }, labels: { [IMAGE_LABEL]: String(Date.now()) },
+      signal: AbortSignal.timeout(600_000), log: (l) => lines.push(l),
+    });
+    try {
+      // Only what the image runs went in: package files, bin, src, migrations (and the Dockerfile).
+      const sent = Number(/sending build context \((\d+) files\)/.exec(lines.join('\n'))?.[1]);
+      const wanted = files.filter((f) => /^(package(-lock)?\.json|Dockerfile|\.dockerignore|(bin|src|migrations)\/.*)$/.test(f)).length;
+      expect(sent, lines.join('\n')).toBe(wanted);
+      const info = await docker.getImage(imageId).inspect();
+      expect(info.Config.Labels['org.opencontainers.image.revision']).toBe('f'.repeat(40));
+      expect(info.Config.Entrypoint).toEqual(['/usr/bin/tini', '--', '/app/bin/deployer']);
+    } finally {
+      await docker.getImage(tag).remove({ force: true }).catch(() => undefined);
+    }
   });
 });
 
