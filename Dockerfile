@@ -26,8 +26,8 @@ FROM ${BASE_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 deployer \
- && useradd --system --uid 10001 --gid deployer --home-dir /var/lib/deployer --no-create-home --shell /usr/sbin/nologin deployer \
+ && groupadd --gid 10001 deployer \
+ && useradd --uid 10001 --gid deployer --home-dir /var/lib/deployer --no-create-home --shell /usr/sbin/nologin deployer \
  && mkdir -p /var/lib/deployer /etc/deployer /app/.compile-cache \
  && chown deployer:deployer /var/lib/deployer /app/.compile-cache
 WORKDIR /app
