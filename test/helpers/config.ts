@@ -8,6 +8,11 @@ import type { Config } from '../../src/config/types.ts';
 export const WEBHOOK_SECRET = `whsec-${randomBytes(8).toString('hex')}`;
 export const ADMIN_TOKEN = `admin-${randomBytes(12).toString('hex')}`;
 
+/** The header every request to a daemon's pages, API or event streams carries (auth.public is false). */
+export const AUTH_HEADER = { authorization: `Bearer ${ADMIN_TOKEN}` } as const;
+/** `fetch(url, AUTH)`: a GET as the admin token. */
+export const AUTH: RequestInit = { headers: AUTH_HEADER };
+
 /** The environment a child `bin/deployer` needs to resolve the config's ${VAR}s. */
 export function testEnv(registryPassword = 'unused'): NodeJS.ProcessEnv {
   return { ...process.env, GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET, DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN, REGISTRY_PASSWORD: registryPassword };
@@ -34,7 +39,7 @@ export interface TestPipeline {
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; env?: Record<string, string> }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; authYaml?: string; extraYaml?: string; publicUrl?: string; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; env?: Record<string, string> }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -69,7 +74,7 @@ github:
   webhookSecret: \${GITHUB_WEBHOOK_SECRET}
 auth:
   adminToken: \${DEPLOYER_ADMIN_TOKEN}
-docker:
+${opts.authYaml ?? ''}${opts.publicUrl ? `publicUrl: ${opts.publicUrl}\n` : ''}${opts.extraYaml ?? ''}docker:
   host: ${opts.dockerHost ?? process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'}
 ${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}${(opts.moreRegistries ?? []).map((r) => `${opts.registry ? '' : 'registries:\n'}  - host: ${r.host}\n    username: ${r.username}\n    password: ${r.password}\n`).join('')}pipelines:
 ${pipelines}
