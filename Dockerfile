@@ -42,11 +42,13 @@ COPY src ./src
 # socket is reached through its group: `group_add: [<gid of the socket>]` (compose) or
 # `user: "10001:<gid>"` (stack); see README, "Running it in production".
 USER 10001:10001
-# V8's compile cache of everything the CLI loads, made now because the root filesystem
+# V8's compile cache of everything the CLI loads (the daemon's modules are loaded lazily,
+# hence listed), made now because the root filesystem
 # is read-only at run time (Node then only reads it): a quarter less CPU per start. Node
 # keys it by uid, hence made as the user that runs it.
 ENV NODE_COMPILE_CACHE=/app/.compile-cache
-RUN node --disable-warning=ExperimentalWarning --input-type=module -e 'await import("/app/src/cli.ts")'
+RUN node --disable-warning=ExperimentalWarning --input-type=module \
+      -e 'for (const m of ["cli", "daemon", "docker/client", "docker/warnings"]) await import(`/app/src/${m}.ts`)'
 # The SQLite store, git mirrors and work trees. A named volume starts with this
 # directory's owner (10001), so the deployer can write it.
 VOLUME /var/lib/deployer
