@@ -79,6 +79,13 @@ export interface RegistryConfig {
   password: Secret | undefined;
 }
 
+/** What the deployer passes on from its own environment (src/config/environment.ts). */
+export interface HostEnvironment {
+  path: string;
+  home: string;
+  sshAuthSock: string | undefined;
+}
+
 export interface Config {
   /** Absolute path of the file this came from; relative paths in it resolve against its folder. */
   file: string;
@@ -93,7 +100,10 @@ export interface Config {
   auth: AuthConfig;
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
+  /** The engine that builds and pushes. */
   docker: DockerEndpoint;
+  /** The engine service updates go to (`docker.manager`; default `docker`): it must be a swarm manager. */
+  manager: DockerEndpoint;
   /** Names this deployer in the labels of the services it manages (ownership). */
   instance: string;
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
@@ -104,4 +114,5 @@ export interface Config {
   /** concurrency: runs at once per process; deadAfterMs: how long a silent worker keeps its job (lock). */
   worker: { concurrency: number; deadAfterMs: number };
   pipelines: PipelineConfig[];
+  environment: HostEnvironment;
 }

@@ -48,10 +48,17 @@ describe('packaging files', () => {
     expect(c.services.web.read_only).toBe(true);
     expect(c.services.web.ports).toBeUndefined();
     expect(c.services.web.deploy.replicas).toBe(1);
-    expect(c.services.worker.command[0]).toBe('worker');
-    expect(c.services.worker.deploy.mode).toBe('global');
-    expect(c.services.worker.healthcheck.disable).toBe(true);
-    for (const s of ['web', 'worker', 'redis']) expect(c.services[s].deploy.endpoint_mode).toBe('dnsrr');
+    // Builders on the worker nodes; on the managers, workers that also deploy (scale-out).
+    for (const [name, role] of [['worker', 'worker'], ['worker-manager', 'manager']] as const) {
+      expect(c.services[name].command[0]).toBe('worker');
+      expect(c.services[name].deploy.mode).toBe('global');
+      expect(c.services[name].deploy.placement.constraints).toEqual([`node.role == ${role}`]);
+      expect(c.services[name].volumes.some((v: { target: string }) => v.target === '/var/run/docker.sock')).toBe(true);
+      expect(c.services[name].user).toBe('10001:4242');
+      expect(c.services[name].read_only).toBe(true);
+      expect(c.services[name].healthcheck.disable).toBe(true);
+    }
+    for (const s of ['web', 'worker', 'worker-manager', 'redis']) expect(c.services[s].deploy.endpoint_mode).toBe('dnsrr');
     expect(c.services.redis.image).toBe('example/redis:7');
     expect(c.services.redis.command.join(' ')).toMatch(/--appendonly yes.*--maxmemory-policy noeviction/);
   });

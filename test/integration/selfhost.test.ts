@@ -303,7 +303,10 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
       JSON.stringify({
         services: {
           web: { deploy: { labels: label } },
+          // On this single-node swarm (a manager) the builds run in worker-manager; `worker`
+          // (worker nodes) has no task here.
           worker: { volumes: [`${world.repo.bareDir}:/srv/git/site.git:ro`], deploy: { labels: label } },
+          'worker-manager': { volumes: [`${world.repo.bareDir}:/srv/git/site.git:ro`], deploy: { labels: label } },
           redis: { deploy: { labels: label } },
         },
         networks: { deployer: { labels: label } },
@@ -390,15 +393,15 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
       // Both restarted at once: the web side (store owner) and the worker running the runs.
       // Done when each runs a new container (web: healthy) and the old ones are gone; the
       // CLI's --detach=false would also sit out the monitor period.
-      const before = await Promise.all(['web', 'worker'].map(async (s) => (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID)));
-      await Promise.all(['web', 'worker'].map((s) => cli(['service', 'update', '--force', '--detach', '--quiet', `${stack}_${s}`])));
+      const before = await Promise.all(['web', 'worker-manager'].map(async (s) => (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID)));
+      await Promise.all(['web', 'worker-manager'].map((s) => cli(['service', 'update', '--force', '--detach', '--quiet', `${stack}_${s}`])));
       const replaced = async (s: string, old: (string | undefined)[]) => {
         const ids = (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID);
         const fresh = ids.filter((id) => id && !old.includes(id));
         return fresh.length > 0 && fresh.length === ids.length ? fresh[0]! : undefined;
       };
       await waitHealthy(async () => (await replaced('web', before[0]!)) ?? Promise.reject(new Error('web not replaced yet')), 180_000);
-      for (const until = Date.now() + 180_000; !(await replaced('worker', before[1]!)); ) {
+      for (const until = Date.now() + 180_000; !(await replaced('worker-manager', before[1]!)); ) {
         if (Date.now() > until) throw new Error('worker not replaced within 180 s');
         await new Promise((r) => setTimeout(r, 250));
       }
