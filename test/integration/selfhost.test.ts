@@ -339,6 +339,17 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
     expect(out).toContain(`demo: ${REPO}@main`);
     // It inspected the demo service through the socket: no "could not inspect"/"does not exist".
     expect(out).not.toMatch(/could not inspect|does not exist/);
+    // Secrets as files only the deployer's uid reads; the store on a named volume.
+    const secrets = await cli(['exec', c, 'stat', '-c', '%n %u %a', '/run/secrets/github_webhook_secret', '/run/secrets/deployer_admin_token', '/run/secrets/registry_password']);
+    for (const line of secrets.trim().split('\n')) expect(line).toMatch(/ 10001 400$/);
+    expect(info.Mounts.find((m) => m.Destination === '/var/lib/deployer')).toMatchObject({ Type: 'volume', Name: `${stack}_deployer-data` });
+    // Redis as BullMQ needs it: AOF on, nothing evicted.
+    const redis = (await runningTasks(`${stack}_redis`))[0]?.Status.ContainerStatus?.ContainerID;
+    const redisConfig = await cli(['exec', redis!, 'redis-cli', 'config', 'get', '*']);
+    expect(redisConfig).toMatch(/appendonly\nyes/);
+    expect(redisConfig).toMatch(/maxmemory-policy\nnoeviction/);
+    // The build worker joined (web runs no worker: the end-to-end deploy below proves it works).
+    expect(await runningTasks(`${stack}_worker-manager`)).toHaveLength(1);
   });
 
   it('a signed push deploys the demo service end to end', async () => {
