@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -56,6 +56,14 @@ const project = uniqueName('selfhost-compose');
 let world: World;
 let stackEnv: Record<string, string>;
 let nodeBase: string;
+/**
+ * The previous release, to upgrade from: main before the run lifecycle (#10), the last
+ * state without migration 005 (so the upgrade runs a migration on a store with history).
+ * Its sources, built with this Dockerfile (its own could not be built here). Replace with
+ * the latest release tag once there are tags.
+ */
+const PREVIOUS = 'c240de6902c83fdc80b0190f18f8e546b5778f12';
+const previousImage = `${image}-previous`;
 
 /** The config and its secret files, laid out as deploy/ has them. */
 function writeDeployDir(dir: string, w: World, service: string): void {
@@ -136,6 +144,18 @@ beforeAll(async () => {
   nodeBase = bases.match(/^NODE_BASE_IMAGE=(.+)$/m)?.[1] ?? '';
   if (!redisImage || !nodeBase) throw new Error(`scripts/base-images.sh printed no image names: ${bases}`);
   stackEnv = { DEPLOYER_IMAGE: image, REDIS_IMAGE: redisImage, DOCKER_GID: dockerGid(), DOCKER_SOCKET: socketPath };
+  const previousDir = join(work, 'previous');
+  mkdirSync(previousDir);
+  await exec('sh', ['-c', `git -C "$0" archive ${PREVIOUS} | tar -x -C "$1"`, root, previousDir]);
+  for (const f of ['Dockerfile', '.dockerignore']) copyFileSync(join(root, f), join(previousDir, f));
+  await exec('docker', ['build', '--quiet', '--build-arg', `BASE_IMAGE=${nodeBase}`, '--build-arg', `SOURCE_COMMIT=${PREVIOUS}`, '--label', `${IMAGE_LABEL}=${Date.now()}`, '-t', previousImage, previousDir], {
+    env: { ...process.env, DOCKER_CONFIG: dockerConfig, DOCKER_BUILDKIT: '1' },
+    timeout: 10 * 60_000,
+    maxBuffer: 32 * 1024 * 1024,
+  }).catch((err: { stderr?: string; message: string }) => {
+    throw new Error(`building the previous release failed: ${err.stderr || err.message}`);
+  });
+  phase(`previous release built: ${previousImage}`);
 }, 20 * 60_000);
 
 afterAll(async () => {
@@ -159,7 +179,7 @@ afterAll(async () => {
     for (const img of left) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 500));
   }
-  await cli(['image', 'rm', image]).catch(() => undefined);
+  await cli(['image', 'rm', image, previousImage]).catch(() => undefined);
   rmSync(work, { recursive: true, force: true });
 }, 120_000);
 
@@ -290,6 +310,14 @@ async function waitFinished(id: string, timeoutMs: number): Promise<{ status: Ru
   throw new Error(`run ${id} not finished within ${timeoutMs} ms: ${JSON.stringify(last)}`);
 }
 
+/** The store's applied migrations, read in the running web container (read-only). */
+async function migrations(): Promise<{ version: number; name: string; applied_at: string }[]> {
+  const js = `const db = new (require('node:sqlite').DatabaseSync)('/var/lib/deployer/deployer.db', { readOnly: true }); console.log(JSON.stringify(db.prepare('SELECT version, name, applied_at FROM schema_migrations ORDER BY version').all()))`;
+  return JSON.parse(await cli(['exec', await webContainer(), 'node', '-e', js]));
+}
+
+let history: { run: string; sha: string; migrations: { version: number; name: string; applied_at: string }[] };
+
 describe('docker stack deploy -c deploy/stack.yml', () => {
   const dir = join(work, 'stack');
 
@@ -313,63 +341,34 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
         volumes: Object.fromEntries(['deployer-data', 'worker-data', 'redis-data'].map((v) => [v, { labels: label }])),
       }),
     );
+    // The previous release first: the restart below is the upgrade to this one.
     await cli(['stack', 'deploy', '--detach=true', '--resolve-image', 'never', '-c', 'stack.yml', '-c', 'test.yml', stack], {
       cwd: dir,
-      env: { ...stackEnv, STACK_NAME: stack },
+      env: { ...stackEnv, DEPLOYER_IMAGE: previousImage, STACK_NAME: stack },
     });
-    phase('stack deployed');
+    phase('stack deployed (previous release)');
     // The compose project starts meanwhile; its own test waits for it (below).
     composeStarted = Date.now();
     composeUp = startCompose();
     composeUp.catch(() => undefined); // reported by the compose test
   }, 120_000);
 
-  it('becomes healthy; check-config works inside it (non-root, read-only, tini as PID 1, the socket through its group)', async () => {
-    const ms = await waitHealthy(webContainer, 120_000);
-    console.log(`stack web healthy ${ms} ms after deploy`);
-    const health = await fetch(`${await webUrl()}/healthz`);
-    expect(health.status).toBe(200);
-    const c = await webContainer();
-    const info = await docker.getContainer(c).inspect();
-    expect(info.Config.User).toBe(`${UID}:${dockerGid()}`);
-    expect(info.HostConfig.ReadonlyRootfs).toBe(true);
-    expect((await cli(['exec', c, 'cat', '/proc/1/comm'])).trim()).toBe('tini');
-    const out = await cli(['exec', c, 'deployer', 'check-config', '--config', '/etc/deployer/deployer.yaml']);
-    expect(out).toContain('is valid');
-    expect(out).toContain(`demo: ${REPO}@main`);
-    // It inspected the demo service through the socket: no "could not inspect"/"does not exist".
-    expect(out).not.toMatch(/could not inspect|does not exist/);
-    // Secrets as files only the deployer's uid reads; the store on a named volume.
-    const secrets = await cli(['exec', c, 'stat', '-c', '%n %u %a', '/run/secrets/github_webhook_secret', '/run/secrets/deployer_admin_token', '/run/secrets/registry_password']);
-    for (const line of secrets.trim().split('\n')) expect(line).toMatch(/ 10001 400$/);
-    expect(info.Mounts.find((m) => m.Destination === '/var/lib/deployer')).toMatchObject({ Type: 'volume', Name: `${stack}_deployer-data` });
-    // Redis as BullMQ needs it: AOF on, nothing evicted.
-    const redis = (await runningTasks(`${stack}_redis`))[0]?.Status.ContainerStatus?.ContainerID;
-    const redisConfig = await cli(['exec', redis!, 'redis-cli', 'config', 'get', '*']);
-    expect(redisConfig).toMatch(/appendonly\nyes/);
-    expect(redisConfig).toMatch(/maxmemory-policy\nnoeviction/);
-    // The build worker joined (web runs no worker: the end-to-end deploy below proves it works).
-    expect(await runningTasks(`${stack}_worker-manager`)).toHaveLength(1);
-  });
-
-  it('a signed push deploys the demo service end to end', async () => {
-    const sha = await commit('first deploy from the stack\n', 'first');
+  it('the previous release becomes healthy and deploys a signed push (history to keep)', async () => {
+    const ms = await waitHealthy(webContainer, 180_000);
+    console.log(`stack web (previous release) healthy ${ms} ms after deploy`);
+    const info = await docker.getContainer(await webContainer()).inspect();
+    expect(info.Config.Labels['org.opencontainers.image.revision']).toBe(PREVIOUS);
+    const sha = await commit('deployed by the previous release\n', 'previous');
     const runs = await push(sha);
     expect(runs).toHaveLength(1);
     const run = await waitFinished(runs![0]!, 180_000);
     expect(run, JSON.stringify(run)).toMatchObject({ status: 'succeeded', commit: sha });
-    await waitForContent(world.services[0]!, 'first deploy from the stack\n', 30_000);
-
-    // The README's backup, as written: a consistent copy of the running store, out of the volume.
-    const c = await webContainer();
-    await cli(['exec', c, 'node', '-e', `new (require('node:sqlite').DatabaseSync)('/var/lib/deployer/deployer.db').exec("VACUUM INTO '/var/lib/deployer/backup.db'")`]);
-    await cli(['cp', `${c}:/var/lib/deployer/backup.db`, join(work, 'backup.db')]);
-    const backup = new DatabaseSync(join(work, 'backup.db'), { readOnly: true });
-    expect({ ...backup.prepare('SELECT status FROM runs WHERE id = ?').get(runs![0]!) }).toEqual({ status: 'succeeded' });
-    backup.close();
+    history = { run: runs![0]!, sha, migrations: await migrations() };
+    // The previous release had no migration 005: the upgrade has one to run.
+    expect(history.migrations.map((m) => m.version)).not.toContain(5);
   });
 
-  it('docker service update --force of web and worker loses no accepted push', async () => {
+  it('docker service update --force --image NEW of web and worker-manager (an upgrade, a restart) loses no accepted push; migrations run once; history intact', async () => {
     const accepted: { run: string; sha: string; content: string; when: string }[] = [];
     let when = 'before';
     let stop = false;
@@ -405,7 +404,7 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
       // Done when each runs a new container (web: healthy) and the old ones are gone; the
       // CLI's --detach=false would also sit out the monitor period.
       const before = await Promise.all(['web', 'worker-manager'].map(async (s) => (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID)));
-      await Promise.all(['web', 'worker-manager'].map((s) => cli(['service', 'update', '--force', '--detach', '--quiet', `${stack}_${s}`])));
+      await Promise.all(['web', 'worker-manager'].map((s) => cli(['service', 'update', '--force', '--image', image, '--detach', '--quiet', `${stack}_${s}`])));
       const replaced = async (s: string, old: (string | undefined)[]) => {
         const ids = (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID);
         const fresh = ids.filter((id) => id && !old.includes(id));
@@ -437,7 +436,62 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
     const last = results.at(-1)!;
     expect(last.status).toBe('succeeded');
     await waitForContent(world.services[0]!, last.content, 30_000);
+
+    // The new version serves, on the same store: the previous release's run is there as
+    // it was, each migration the previous release applied untouched, the new ones once.
+    const info = await docker.getContainer(await webContainer()).inspect();
+    expect(info.Config.Labels['org.opencontainers.image.revision']).toBe((await exec('git', ['rev-parse', 'HEAD'], { cwd: root })).stdout.trim());
+    expect(await runOf(history.run)).toMatchObject({ status: 'succeeded', commit: history.sha });
+    const after = await migrations();
+    const shipped = readdirSync(join(root, 'migrations')).map((f) => Number(/^(\d+)_/.exec(f)?.[1])).filter((n) => n > 0).sort((x, y) => x - y);
+    expect(after.map((m) => m.version)).toEqual(shipped);
+    for (const m of history.migrations) expect(after).toContainEqual(m);
   }, 480_000);
+
+  it('the upgraded deployer is healthy; check-config works inside it (non-root, read-only, tini as PID 1, the socket through its group)', async () => {
+    await waitHealthy(webContainer, 120_000);
+    const health = await fetch(`${await webUrl()}/healthz`);
+    expect(health.status).toBe(200);
+    const c = await webContainer();
+    const info = await docker.getContainer(c).inspect();
+    expect(info.Config.User).toBe(`${UID}:${dockerGid()}`);
+    expect(info.HostConfig.ReadonlyRootfs).toBe(true);
+    expect((await cli(['exec', c, 'cat', '/proc/1/comm'])).trim()).toBe('tini');
+    const out = await cli(['exec', c, 'deployer', 'check-config', '--config', '/etc/deployer/deployer.yaml']);
+    expect(out).toContain('is valid');
+    expect(out).toContain(`demo: ${REPO}@main`);
+    // It inspected the demo service through the socket: no "could not inspect"/"does not exist".
+    expect(out).not.toMatch(/could not inspect|does not exist/);
+    // Secrets as files only the deployer's uid reads; the store on a named volume.
+    const secrets = await cli(['exec', c, 'stat', '-c', '%n %u %a', '/run/secrets/github_webhook_secret', '/run/secrets/deployer_admin_token', '/run/secrets/registry_password']);
+    for (const line of secrets.trim().split('\n')) expect(line).toMatch(/ 10001 400$/);
+    expect(info.Mounts.find((m) => m.Destination === '/var/lib/deployer')).toMatchObject({ Type: 'volume', Name: `${stack}_deployer-data` });
+    // Redis as BullMQ needs it: AOF on, nothing evicted.
+    const redis = (await runningTasks(`${stack}_redis`))[0]?.Status.ContainerStatus?.ContainerID;
+    const redisConfig = await cli(['exec', redis!, 'redis-cli', 'config', 'get', '*']);
+    expect(redisConfig).toMatch(/appendonly\nyes/);
+    expect(redisConfig).toMatch(/maxmemory-policy\nnoeviction/);
+    // The build worker joined (web runs no worker: the end-to-end deploy below proves it works).
+    expect(await runningTasks(`${stack}_worker-manager`)).toHaveLength(1);
+  });
+
+  it('a signed push deploys the demo service end to end', async () => {
+    const sha = await commit('deployed by the new version\n', 'new');
+    const runs = await push(sha);
+    expect(runs).toHaveLength(1);
+    const run = await waitFinished(runs![0]!, 180_000);
+    expect(run, JSON.stringify(run)).toMatchObject({ status: 'succeeded', commit: sha });
+    await waitForContent(world.services[0]!, 'deployed by the new version\n', 30_000);
+
+    // The README's backup, as written: a consistent copy of the running store, out of the volume.
+    const c = await webContainer();
+    await cli(['exec', c, 'node', '-e', `new (require('node:sqlite').DatabaseSync)('/var/lib/deployer/deployer.db').exec("VACUUM INTO '/var/lib/deployer/backup.db'")`]);
+    await cli(['cp', `${c}:/var/lib/deployer/backup.db`, join(work, 'backup.db')]);
+    const backup = new DatabaseSync(join(work, 'backup.db'), { readOnly: true });
+    expect({ ...backup.prepare('SELECT status FROM runs WHERE id = ?').get(runs![0]!) }).toEqual({ status: 'succeeded' });
+    backup.close();
+  });
+
 });
 
 const composeDir = join(work, 'compose');
