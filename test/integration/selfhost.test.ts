@@ -161,8 +161,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await cli(['stack', 'rm', stack]).catch(() => undefined);
   await compose(['down', '--volumes', '--timeout', '5']).catch(() => undefined);
-  // Stack volumes outlive `stack rm`; they can go once the stack's containers have.
-  const deadline = Date.now() + 60_000;
+  // Stack volumes outlive `stack rm`; they can go once the stack's containers have (a
+  // worker may take its whole stop grace period, 1 min, to park its runs and exit).
+  const deadline = Date.now() + 150_000;
   for (;;) {
     const left = (await cli(['volume', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`])).split('\n').filter(Boolean);
     if (left.length === 0) break;
@@ -181,7 +182,7 @@ afterAll(async () => {
   }
   await cli(['image', 'rm', image, previousImage]).catch(() => undefined);
   rmSync(work, { recursive: true, force: true });
-}, 120_000);
+}, 240_000);
 
 describe('the deployer image', () => {
   it('runs as non-root with a read-only root filesystem, with git and no compiler', async () => {
