@@ -9,13 +9,13 @@ import { defineConfig } from 'vitest/config';
  *   the engine (rollouts, container starts), every file uses its own names, Redis prefix
  *   and ports, and two at a time keeps the whole suite inside CI's 20 minutes on 2 cores.
  * - serial: the files whose point is a timing or a memory figure under a quiet machine
- *   (zero failed requests through Caddy during a rollout, the queue burst, RSS bounds,
- *   the benchmark smoke run). They run last, one at a time, with nothing beside them.
+ *   (zero failed requests through Caddy during a rollout, the queue burst, RSS bounds).
+ *   They run last, one at a time, with nothing beside them. (The benchmark smoke run
+ *   asserts no figure, so it runs with the integration files.)
  */
 const SERIAL = [
   'test/integration/zero-downtime.test.ts',
   'test/integration/queue.test.ts',
-  'test/integration/bench-smoke.test.ts',
   'test/integration/retention.test.ts',
   'test/hostile/webhook-flood.test.ts',
   'test/hostile/build-output.test.ts',
