@@ -24,6 +24,8 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v caddy >/dev/null || need+=(caddy)
 command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
+# scripts/base-images.sh: the deployer's base images from Debian packages (no Docker Hub).
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
