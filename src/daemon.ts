@@ -22,6 +22,8 @@ import { openDatabase } from './store/db.ts';
 import { RunStore } from './store/run-store.ts';
 import { buildApp } from './web/app.ts';
 import { LiveRuns, type LiveRunsOptions } from './web/live.ts';
+import { Integrations, type IntegrationsOptions } from './report/integrations.ts';
+import { OutboundQueue, type OutboundOptions } from './queue/outbound.ts';
 
 export interface DaemonOptions {
   http: boolean;
@@ -31,6 +33,8 @@ export interface DaemonOptions {
   port?: number;
   /** Live view limits and timings (tests shorten them). */
   live?: LiveRunsOptions;
+  /** Report queue retry timings and the reports' sweep (tests shorten them). */
+  reports?: OutboundOptions & IntegrationsOptions;
 }
 
 export interface Daemon {
@@ -38,6 +42,8 @@ export interface Daemon {
   store: RunStore | undefined;
   /** Live run views (HTTP process only). */
   live: LiveRuns | undefined;
+  /** GitHub reports, notifications, metrics (HTTP process only). */
+  integrations: Integrations | undefined;
   url: string | undefined;
   close(): Promise<void>;
 }
@@ -85,6 +91,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   let app: FastifyInstance | undefined;
   let store: RunStore | undefined;
   let live: LiveRuns | undefined;
+  let integrations: Integrations | undefined;
   let url: string | undefined;
   if (opts.http) {
     store = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
@@ -120,6 +127,13 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     const liveRuns = new LiveRuns(s, opts.live);
     live = liveRuns;
     consumer.on('event', (e: RunEvent) => liveRuns.notify(e.runId));
+    // Reports, notifications and metrics observe applied events; their deliveries go
+    // through a queue of their own and never touch a run.
+    const reports = new Integrations({ config, db: s.db, store: s, driftOf: (p) => drift.driftOf(p), log: logger, ...opts.reports });
+    const outbound = new OutboundQueue({ producer, workerConnection: connect({ maxRetriesPerRequest: null }), prefix: config.redisPrefix, handlers: reports.handlers, log: logger, ...opts.reports });
+    reports.attach(outbound);
+    integrations = reports;
+    consumer.on('event', (e: RunEvent) => reports.applied(e));
     consumer.start();
     const docker = createDocker(config.docker);
     app = await buildApp({
@@ -130,6 +144,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       drift,
       live: liveRuns,
       logger,
+      integrations: reports,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
         { name: 'store', check: async () => void s.db.prepare('SELECT 1').get() },
@@ -139,6 +154,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     scheduler.start();
     poller.start();
     drift.start();
+    reports.start();
+    outbound.start();
     await producerReady;
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
@@ -149,6 +166,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       await drift.stop();
       await scheduler.stop();
       await consumer.stop();
+      reports.stop();
+      await outbound.close();
       await queues.close();
       s.db.close();
     });
@@ -158,6 +177,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     app,
     store,
     live,
+    integrations,
     url,
     async close() {
       for (const c of closers) await c().catch((err) => logger.warn({ err: { message: (err as Error).message } }, 'error while closing'));

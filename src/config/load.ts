@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
+import { resolveGitHubReporting, resolveMetrics, resolveNotify, resolvePipelineReporting } from './integrations.ts';
 import { ConfigSchema } from './schema.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
 
@@ -90,6 +91,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
   const webhookSecret = readSecret(c.github ?? {}, 'webhookSecret', 'github', true);
   const token = readSecret(c.github ?? {}, 'token', 'github', false);
   const adminToken = readSecret(c.auth ?? {}, 'adminToken', 'auth', true);
+  const reporting = resolveGitHubReporting(c.github ?? {}, token, readSecret, issues);
   if (adminToken && adminToken.reveal().length < 16) {
     issues.push({ path: 'auth.adminToken', message: 'must be at least 16 characters' });
   }
@@ -169,9 +171,12 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
         images: p.retention?.images ?? DEFAULT_RETENTION.images,
       },
       pollMs: p.poll === false ? 0 : durationOr(p.poll, DEFAULT_POLL_MS, `${path}.poll`, issues),
+      ...resolvePipelineReporting(p, path, reporting, issues),
     });
   });
 
+  const notify = resolveNotify(c.notify ?? [], pipelines.map((p) => p.name), readSecret, issues);
+  const metrics = resolveMetrics(c.metrics, readSecret, issues);
   if (issues.length > 0 || !webhookSecret || !adminToken || !listen) throw new ConfigError(file, dedupe(issues));
   const dataDir = resolve(base, c.dataDir ?? './data');
   return {
@@ -182,7 +187,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     redisUrl: c.redis ?? 'redis://127.0.0.1:6379',
     redisPrefix: c.redisPrefix ?? 'deployer',
     logLevel: c.logLevel ?? 'info',
-    github: { webhookSecret, token },
+    github: { webhookSecret, token, ...reporting },
     auth: { adminToken },
     docker: defaultDocker,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
@@ -190,6 +195,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     registries,
     worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs: durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues) },
     pipelines,
+    notify,
+    metrics,
   };
 }
 

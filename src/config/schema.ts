@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import { GitHubReportFields, MetricsSchema, NotifySchema, PipelineReportFields } from './integrations.ts';
 
 /**
  * The config file's shape as written by the operator (before secrets and defaults are
@@ -69,6 +70,7 @@ export const PipelineSchema = Type.Object(
       ),
     ),
     poll: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
+    ...PipelineReportFields,
   },
   closed,
 );
@@ -90,7 +92,7 @@ export const ConfigSchema = Type.Object(
     logLevel: Type.Optional(
       Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     ),
-    github: Type.Object(SecretFields, closed),
+    github: Type.Object({ ...SecretFields, ...GitHubReportFields }, closed),
     auth: Type.Object(
       { adminToken: Type.Optional(Type.String()), adminTokenFile: Type.Optional(NonEmpty) },
       closed,
@@ -115,6 +117,8 @@ export const ConfigSchema = Type.Object(
       Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })), deadAfter: Type.Optional(Duration) }, closed),
     ),
     pipelines: Type.Array(PipelineSchema),
+    notify: Type.Optional(NotifySchema),
+    metrics: Type.Optional(MetricsSchema),
   },
   closed,
 );

@@ -16,7 +16,11 @@ export type ErrorCode =
   | 'cancelled'
   | 'timed_out'
   | 'not_found'
-  | 'invalid_input';
+  | 'invalid_input'
+  /** A report or notification receiver said no for good (bad credentials, 4xx): not retried. */
+  | 'delivery_refused'
+  /** A receiver failed or did not answer (5xx, 429, timeout, connection): retried with backoff. */
+  | 'delivery_failed';
 
 export class DeployerError extends Error {
   readonly code: ErrorCode;

@@ -9,6 +9,8 @@ import type { RunStore } from '../store/run-store.ts';
 import { apiRoutes } from './routes/api.ts';
 import type { LiveRuns } from './live.ts';
 import { liveRoutes } from './routes/live.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import type { Integrations } from '../report/integrations.ts';
 import { pageRoutes } from './routes/pages.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 
@@ -27,6 +29,8 @@ export interface AppDeps {
   /** Live run views (server-sent events). */
   live: LiveRuns;
   logger: Logger;
+  /** GitHub reports, notifications and metrics (src/report/integrations.ts). */
+  integrations?: Integrations;
 }
 
 /** Builds the HTTP app without listening, so tests can `inject()` or listen on port 0. */
@@ -68,6 +72,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     done(null, payload);
   });
 
+  await metricsRoutes(app, deps);
   await app.register(async (scope) => webhookRoutes(scope, deps));
   await app.register(async (scope) => apiRoutes(scope, deps));
   await app.register(async (scope) => liveRoutes(scope, deps));

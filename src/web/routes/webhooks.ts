@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ignoreByRef, routeWebhook } from '../../pipeline/routing.ts';
 import { QueueUnavailable } from '../../queue/scheduler.ts';
 import type { AppDeps } from '../app.ts';
+import { rerunFromGitHub } from './rerun.ts';
 
 /** GitHub's own cap on a delivery; anything larger is not from GitHub. */
 export const WEBHOOK_BODY_LIMIT = 25 * 1024 * 1024;
@@ -47,6 +48,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
     // same answer without any record (most deliveries are these; keep them cheap).
     if (decision.kind === 'ping') return reply.code(200).send({ ok: true });
     if (decision.kind === 'ignore') return reply.code(202).send({ ignored: decision.reason });
+    if (decision.kind === 'rerun') return rerunFromGitHub(req, reply, deps, decision, delivery, event);
     let accepted;
     try {
       // Concurrent pushes are recorded and queued together (Scheduler.submitPush);
