@@ -96,7 +96,9 @@ export class OutboundQueue {
       else await handlers.notify(job.data.id, lastAttempt);
     } catch (err) {
       // The handlers record refusals themselves; what reaches here is worth retrying,
-      // unless it is our own permanent error.
+      // unless it is our own permanent error. Anything that is not a delivery failure
+      // is a fault of ours: say so.
+      if (!(err instanceof DeployerError)) this.#log.warn({ job: job.data, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'report job failed unexpectedly; retrying');
       if (err instanceof DeployerError && !err.retryable) throw new UnrecoverableError(err.message);
       throw err;
     }

@@ -87,7 +87,7 @@ export class NotificationStore {
       this.#sql(
         `UPDATE notifications SET status = ?, attempts = attempts + ?, last_code = COALESCE(?, last_code), last_error = ?,
            done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END WHERE id = ?`,
-      ).run(status, attempt ? 1 : 0, attempt?.status ?? null, attempt?.error ?? null, status, status, new Date().toISOString(), id);
+      ).run(status, attempt ? 1 : 0, attempt?.status ?? null, attempt?.error ?? null, status, new Date().toISOString(), id);
     });
   }
 

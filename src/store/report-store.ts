@@ -144,8 +144,8 @@ export class ReportStore {
     ).map((r) => r.run_id);
   }
 
-  /** Records one HTTP attempt of a step and its new status. */
-  markStep(seq: number, status: StepStatus, attempt: AttemptView | undefined): void {
+  /** Records one HTTP attempt of a step (none: `error` says why no request was made) and its new status. */
+  markStep(seq: number, status: StepStatus, attempt: AttemptView | undefined, error?: string): void {
     transaction(this.#db, () => {
       if (attempt) {
         this.#sql('INSERT INTO delivery_attempts (channel, ref, at, status_code, error, ms) VALUES (?, ?, ?, ?, ?, ?)')
@@ -154,7 +154,7 @@ export class ReportStore {
       this.#sql(
         `UPDATE github_steps SET status = ?, attempts = attempts + ?, last_code = COALESCE(?, last_code), last_error = ?,
            done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END WHERE seq = ?`,
-      ).run(status, attempt ? 1 : 0, attempt?.status ?? null, attempt?.error ?? null, status, status, new Date().toISOString(), seq);
+      ).run(status, attempt ? 1 : 0, attempt?.status ?? null, attempt?.error ?? error ?? null, status, new Date().toISOString(), seq);
     });
   }
 

@@ -26,18 +26,21 @@ export interface TestPipeline {
   cancelSuperseded?: boolean;
   /** Default false: tests never poll github.com (no network, and no traffic off this machine). */
   poll?: string | false;
+  /** More YAML lines of this pipeline (indented by the caller as a pipeline key, e.g. "    publicUrl: …"). */
+  extra?: string;
 }
 
 /**
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[] }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; publicUrl?: string; githubExtra?: string; extra?: string; env?: Record<string, string> }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN,
     REGISTRY_PASSWORD: opts.registry?.password ?? 'unused',
+    ...opts.env,
   };
   const pipelines = opts.pipelines
     .map((p) => {
@@ -49,6 +52,7 @@ export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host:
       if (p.timeouts) lines.push(`    timeouts: ${JSON.stringify(p.timeouts)}`);
       lines.push(`    poll: ${p.poll ?? false}`);
       if (p.cancelSuperseded !== undefined) lines.push(`    cancelSuperseded: ${p.cancelSuperseded}`);
+      if (p.extra) lines.push(p.extra);
       return lines.join('\n');
     })
     .join('\n');
@@ -59,14 +63,14 @@ redisPrefix: ${opts.redisPrefix ?? `test-${randomBytes(6).toString('hex')}`}
 logLevel: ${opts.logLevel ?? process.env.TEST_LOG_LEVEL ?? 'silent'}
 worker:
   concurrency: ${opts.concurrency ?? 2}
-driftInterval: ${opts.driftInterval ?? '60s'}${opts.instance ? `\ninstance: ${opts.instance}` : ''}
+driftInterval: ${opts.driftInterval ?? '60s'}${opts.instance ? `\ninstance: ${opts.instance}` : ''}${opts.publicUrl ? `\npublicUrl: ${opts.publicUrl}` : ''}
 github:
   webhookSecret: \${GITHUB_WEBHOOK_SECRET}
-auth:
+${opts.githubExtra ? `${opts.githubExtra}\n` : ''}auth:
   adminToken: \${DEPLOYER_ADMIN_TOKEN}
 docker:
   host: ${opts.dockerHost ?? process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'}
-${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}${(opts.moreRegistries ?? []).map((r) => `${opts.registry ? '' : 'registries:\n'}  - host: ${r.host}\n    username: ${r.username}\n    password: ${r.password}\n`).join('')}pipelines:
+${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}${(opts.moreRegistries ?? []).map((r) => `${opts.registry ? '' : 'registries:\n'}  - host: ${r.host}\n    username: ${r.username}\n    password: ${r.password}\n`).join('')}${opts.extra ? `${opts.extra}\n` : ''}pipelines:
 ${pipelines}
 `;
   // Written out too, so tests can start bin/deployer on the very same file.

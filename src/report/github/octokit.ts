@@ -57,7 +57,8 @@ export class OctokitGitHub implements GitHubApi {
   }
 
   async createDeploymentStatus(repo: string, deploymentId: number, body: Record<string, unknown>): Promise<{ status: number }> {
-    return this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses', { ...o, deployment_id: deploymentId, ...body } as never));
+    const res = await this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses', { ...o, deployment_id: deploymentId, ...body } as never));
+    return { status: res.status };
   }
 
   async createCheckRun(repo: string, body: Record<string, unknown>): Promise<{ id: number; status: number }> {
@@ -66,11 +67,13 @@ export class OctokitGitHub implements GitHubApi {
   }
 
   async updateCheckRun(repo: string, checkRunId: number, body: Record<string, unknown>): Promise<{ status: number }> {
-    return this.#call(repo, (c, o) => c.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', { ...o, check_run_id: checkRunId, ...body } as never));
+    const res = await this.#call(repo, (c, o) => c.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', { ...o, check_run_id: checkRunId, ...body } as never));
+    return { status: res.status };
   }
 
   async createCommitStatus(repo: string, sha: string, body: Record<string, unknown>): Promise<{ status: number }> {
-    return this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/statuses/{sha}', { ...o, sha, ...body } as never));
+    const res = await this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/statuses/{sha}', { ...o, sha, ...body } as never));
+    return { status: res.status };
   }
 
   async #call<T extends { status: number; data: unknown }>(repo: string, fn: (c: ClientInstance, o: { owner: string; repo: string }) => Promise<T>): Promise<T> {

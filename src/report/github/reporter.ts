@@ -174,8 +174,9 @@ export class GitHubReporter {
         const attempt = { at, status: e.status, error: e.message, ms: Date.now() - started };
         const log = { run: runId, pipeline: step.pipeline, step: step.kind, state: step.state, status: e.status, err: { message: e.message } };
         if (!e.retryable) {
-          this.#reports.markStep(step.seq, 'refused', attempt);
-          this.#reports.setWarning(step.pipeline, WARNING_SOURCE, `GitHub refused the ${label(step)} of run ${runId}: ${e.message}`);
+          this.#reports.markStep(step.seq, 'refused', e.status === null ? undefined : attempt, e.message);
+          // A status whose deployment was refused is a consequence: the warning keeps the cause.
+          if (e.status !== null) this.#reports.setWarning(step.pipeline, WARNING_SOURCE, `GitHub refused the ${label(step)} of run ${runId}: ${e.message}`);
           this.#log.warn(log, 'GitHub refused a report: not retried');
           continue;
         }
