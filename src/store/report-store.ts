@@ -144,18 +144,20 @@ export class ReportStore {
     ).map((r) => r.run_id);
   }
 
-  /** Records one HTTP attempt of a step (none: `error` says why no request was made) and its new status. */
-  markStep(seq: number, status: StepStatus, attempt: AttemptView | undefined, error?: string): void {
+  /** Records one HTTP request made for a step (each retry is one). */
+  recordStepAttempt(seq: number, attempt: AttemptView): void {
     transaction(this.#db, () => {
-      if (attempt) {
-        this.#sql('INSERT INTO delivery_attempts (channel, ref, at, status_code, error, ms) VALUES (?, ?, ?, ?, ?, ?)')
-          .run('github', String(seq), attempt.at, attempt.status, attempt.error, attempt.ms);
-      }
-      this.#sql(
-        `UPDATE github_steps SET status = ?, attempts = attempts + ?, last_code = COALESCE(?, last_code), last_error = ?,
-           done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END WHERE seq = ?`,
-      ).run(status, attempt ? 1 : 0, attempt?.status ?? null, attempt?.error ?? error ?? null, status, new Date().toISOString(), seq);
+      this.#sql('INSERT INTO delivery_attempts (channel, ref, at, status_code, error, ms) VALUES (?, ?, ?, ?, ?, ?)')
+        .run('github', String(seq), attempt.at, attempt.status, attempt.error, attempt.ms);
+      this.#sql('UPDATE github_steps SET attempts = attempts + 1, last_code = COALESCE(?, last_code), last_error = ? WHERE seq = ?').run(attempt.status, attempt.error, seq);
     });
+  }
+
+  /** A step's new status; `error` says why when it is not sent (kept otherwise). */
+  markStep(seq: number, status: StepStatus, error?: string): void {
+    this.#sql(
+      "UPDATE github_steps SET status = ?, last_error = CASE WHEN ? = 'sent' THEN NULL ELSE COALESCE(?, last_error) END, done_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END WHERE seq = ?",
+    ).run(status, status, error ?? null, status, new Date().toISOString(), seq);
   }
 
   /** The newest steps of a pipeline, with their attempts, newest first. */

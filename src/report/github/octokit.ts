@@ -7,13 +7,22 @@ import type { GitHubReporting } from '../../config/types.ts';
 import type { Secret } from '../../lib/secret.ts';
 import { DeliveryError, networkError, retryableStatus } from '../delivery.ts';
 
+/** One HTTP request as it went (Octokit's own retries included): what the pipeline page lists. */
+export interface HttpAttempt {
+  at: string;
+  status: number | null;
+  error: string | null;
+  ms: number;
+}
+export type OnAttempt = (attempt: HttpAttempt) => void;
+
 /** The GitHub requests the reporter makes: the port, so the sync logic does not know Octokit. */
 export interface GitHubApi {
-  createDeployment(repo: string, body: Record<string, unknown>): Promise<{ id: number; status: number }>;
-  createDeploymentStatus(repo: string, deploymentId: number, body: Record<string, unknown>): Promise<{ status: number }>;
-  createCheckRun(repo: string, body: Record<string, unknown>): Promise<{ id: number; status: number }>;
-  updateCheckRun(repo: string, checkRunId: number, body: Record<string, unknown>): Promise<{ status: number }>;
-  createCommitStatus(repo: string, sha: string, body: Record<string, unknown>): Promise<{ status: number }>;
+  createDeployment(repo: string, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ id: number; status: number }>;
+  createDeploymentStatus(repo: string, deploymentId: number, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ status: number }>;
+  createCheckRun(repo: string, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ id: number; status: number }>;
+  updateCheckRun(repo: string, checkRunId: number, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ status: number }>;
+  createCommitStatus(repo: string, sha: string, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ status: number }>;
   /** App (check runs) or token (commit statuses). */
   readonly mode: 'app' | 'token';
 }
@@ -48,39 +57,57 @@ export class OctokitGitHub implements GitHubApi {
     this.mode = config.app ? 'app' : 'token';
   }
 
-  async createDeployment(repo: string, body: Record<string, unknown>): Promise<{ id: number; status: number }> {
-    const res = await this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/deployments', { ...o, ...body } as never));
+  async createDeployment(repo: string, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ id: number; status: number }> {
+    const res = await this.#call(repo, onAttempt, (c, o) => c.request('POST /repos/{owner}/{repo}/deployments', { ...o, ...body } as never));
     const id = (res.data as { id?: unknown }).id;
     // 202 means GitHub merged the default branch instead of creating one (auto_merge): we never ask for that.
     if (typeof id !== 'number') throw new DeliveryError(`GitHub created no deployment (HTTP ${res.status})`, { status: res.status, retryable: false });
     return { id, status: res.status };
   }
 
-  async createDeploymentStatus(repo: string, deploymentId: number, body: Record<string, unknown>): Promise<{ status: number }> {
-    const res = await this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses', { ...o, deployment_id: deploymentId, ...body } as never));
+  async createDeploymentStatus(repo: string, deploymentId: number, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ status: number }> {
+    const res = await this.#call(repo, onAttempt, (c, o) => c.request('POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses', { ...o, deployment_id: deploymentId, ...body } as never));
     return { status: res.status };
   }
 
-  async createCheckRun(repo: string, body: Record<string, unknown>): Promise<{ id: number; status: number }> {
-    const res = await this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/check-runs', { ...o, ...body } as never));
+  async createCheckRun(repo: string, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ id: number; status: number }> {
+    const res = await this.#call(repo, onAttempt, (c, o) => c.request('POST /repos/{owner}/{repo}/check-runs', { ...o, ...body } as never));
     return { id: (res.data as { id: number }).id, status: res.status };
   }
 
-  async updateCheckRun(repo: string, checkRunId: number, body: Record<string, unknown>): Promise<{ status: number }> {
-    const res = await this.#call(repo, (c, o) => c.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', { ...o, check_run_id: checkRunId, ...body } as never));
+  async updateCheckRun(repo: string, checkRunId: number, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ status: number }> {
+    const res = await this.#call(repo, onAttempt, (c, o) => c.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', { ...o, check_run_id: checkRunId, ...body } as never));
     return { status: res.status };
   }
 
-  async createCommitStatus(repo: string, sha: string, body: Record<string, unknown>): Promise<{ status: number }> {
-    const res = await this.#call(repo, (c, o) => c.request('POST /repos/{owner}/{repo}/statuses/{sha}', { ...o, sha, ...body } as never));
+  async createCommitStatus(repo: string, sha: string, body: Record<string, unknown>, onAttempt?: OnAttempt): Promise<{ status: number }> {
+    const res = await this.#call(repo, onAttempt, (c, o) => c.request('POST /repos/{owner}/{repo}/statuses/{sha}', { ...o, sha, ...body } as never));
     return { status: res.status };
   }
 
-  async #call<T extends { status: number; data: unknown }>(repo: string, fn: (c: ClientInstance, o: { owner: string; repo: string }) => Promise<T>): Promise<T> {
+  /**
+   * One API call. Its requests (the retry plugin's included) go through a fetch of
+   * their own that reports each attempt; the client's default fetch serves the App's
+   * token requests.
+   */
+  async #call<T extends { status: number; data: unknown }>(
+    repo: string,
+    onAttempt: OnAttempt | undefined,
+    fn: (c: ClientInstance, o: { owner: string; repo: string; request: { fetch: typeof fetch } }) => Promise<T>,
+  ): Promise<T> {
     const [owner, name] = repo.split('/') as [string, string];
+    let client: ClientInstance;
+    const started = Date.now();
     try {
-      const client = await this.#clientFor(repo);
-      return await fn(client, { owner, repo: name });
+      client = await this.#clientFor(repo);
+    } catch (err) {
+      // No installation token (GitHub down, App not installed): the step's attempt failed there.
+      const e = classify(err);
+      onAttempt?.({ at: new Date(started).toISOString(), status: e.status, error: `getting an installation token: ${e.message}`, ms: Date.now() - started });
+      throw e;
+    }
+    try {
+      return await fn(client, { owner, repo: name, request: { fetch: recordingFetch(onAttempt) } });
     } catch (err) {
       throw classify(err);
     }
@@ -119,10 +146,7 @@ export class OctokitGitHub implements GitHubApi {
       ...auth,
       baseUrl: this.#config.apiUrl,
       userAgent: 'deployer',
-      request: {
-        fetch: (url: string, init: RequestInit = {}) =>
-          fetch(url, { ...init, signal: init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS) }),
-      },
+      request: { fetch: recordingFetch(undefined) },
       retry: { retries: this.#retries },
       throttle: {
         // Short waits are taken here; longer ones fail the attempt and the report
@@ -139,6 +163,23 @@ export class OctokitGitHub implements GitHubApi {
       },
     });
   }
+}
+
+/** fetch with a time bound per request, telling `onAttempt` how each went. */
+function recordingFetch(onAttempt: OnAttempt | undefined): typeof fetch {
+  return (async (input: string | URL | Request, init: RequestInit = {}) => {
+    const started = Date.now();
+    const at = new Date(started).toISOString();
+    const signal = init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    try {
+      const res = await fetch(input, { ...init, signal });
+      onAttempt?.({ at, status: res.status, error: res.status >= 400 ? `HTTP ${res.status}` : null, ms: Date.now() - started });
+      return res;
+    } catch (err) {
+      onAttempt?.({ at, status: null, error: networkError(err, REQUEST_TIMEOUT_MS).message, ms: Date.now() - started });
+      throw err;
+    }
+  }) as typeof fetch;
 }
 
 /** Octokit's RequestError (status, message) → DeliveryError; no response → retryable. */

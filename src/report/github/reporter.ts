@@ -3,7 +3,7 @@ import type { Config, PipelineConfig } from '../../config/types.ts';
 import type { GitHubStepRow, NewStep, ReportStore } from '../../store/report-store.ts';
 import type { RunView } from '../../store/run-store.ts';
 import { DeliveryError } from '../delivery.ts';
-import type { GitHubApi } from './octokit.ts';
+import type { GitHubApi, OnAttempt } from './octokit.ts';
 import { checkRunPlan, commitStatusPlan, deploymentStatuses, isFinalDeploymentState, replacedDescription, statusesAfter, type DeploymentState, type PlanContext } from './plan.ts';
 
 const WARNING_SOURCE = 'github';
@@ -158,66 +158,68 @@ export class GitHubReporter {
       // Only the newest content of a check run / commit status matters: older pending
       // updates (piled up while GitHub was down) are skipped, not sent.
       if ((step.kind === 'check_run' || step.kind === 'commit_status') && steps.slice(i + 1).some((s) => s.kind === step.kind)) {
-        this.#reports.markStep(step.seq, 'skipped', undefined);
+        this.#reports.markStep(step.seq, 'skipped', 'replaced by a newer update');
         continue;
       }
       const report = this.#reports.report(runId);
       if (!report) return;
-      const started = Date.now();
-      const at = new Date(started).toISOString();
+      // Every HTTP request is recorded, Octokit's own retries included.
+      const onAttempt: OnAttempt = (a) => this.#reports.recordStepAttempt(step.seq, a);
       try {
-        const status = await this.#post(step, report.repo, report.commit, runId, report.deploymentId, report.checkRunId);
-        this.#reports.markStep(step.seq, 'sent', { at, status, error: null, ms: Date.now() - started });
+        await this.#post(step, report.repo, report.commit, runId, report.deploymentId, report.checkRunId, onAttempt);
+        this.#reports.markStep(step.seq, 'sent');
         this.#reports.clearWarning(step.pipeline, WARNING_SOURCE);
       } catch (err) {
         const e = err instanceof DeliveryError ? err : new DeliveryError((err as Error).message, { status: null, retryable: true });
-        const attempt = { at, status: e.status, error: e.message, ms: Date.now() - started };
         const log = { run: runId, pipeline: step.pipeline, step: step.kind, state: step.state, status: e.status, err: { message: e.message } };
         if (!e.retryable) {
-          this.#reports.markStep(step.seq, 'refused', e.status === null ? undefined : attempt, e.message);
+          this.#reports.markStep(step.seq, 'refused', e.message);
           // A status whose deployment was refused is a consequence: the warning keeps the cause.
           if (e.status !== null) this.#reports.setWarning(step.pipeline, WARNING_SOURCE, `GitHub refused the ${label(step)} of run ${runId}: ${e.message}`);
           this.#log.warn(log, 'GitHub refused a report: not retried');
           continue;
         }
         if (lastAttempt) {
-          this.#reports.markStep(step.seq, 'failed', attempt);
-          for (const rest of steps.slice(i + 1)) this.#reports.markStep(rest.seq, 'failed', undefined);
+          this.#reports.markStep(step.seq, 'failed', e.message);
+          for (const rest of steps.slice(i + 1)) this.#reports.markStep(rest.seq, 'failed', 'an earlier report of the run was not delivered');
           this.#reports.setWarning(step.pipeline, WARNING_SOURCE, `Gave up reporting run ${runId} to GitHub: ${e.message}`);
           this.#log.warn(log, 'GitHub report not delivered: gave up retrying');
           return;
         }
-        this.#reports.markStep(step.seq, 'pending', attempt);
+        this.#reports.markStep(step.seq, 'pending', e.message);
         this.#log.info(log, 'GitHub report failed; retrying later');
         throw e;
       }
     }
   }
 
-  /** One request; returns the HTTP status. Refuses steps whose deployment GitHub never created. */
-  async #post(step: GitHubStepRow, repo: string, commit: string, runId: string, deploymentId: number | null, checkRunId: number | null): Promise<number> {
+  /** One API call; throws DeliveryError. Refuses steps whose deployment GitHub never created. */
+  async #post(step: GitHubStepRow, repo: string, commit: string, runId: string, deploymentId: number | null, checkRunId: number | null, onAttempt: OnAttempt): Promise<void> {
     switch (step.kind) {
       case 'deployment': {
-        if (deploymentId !== null) return 201;
-        const res = await this.#api.createDeployment(repo, step.body);
+        if (deploymentId !== null) return;
+        const res = await this.#api.createDeployment(repo, step.body, onAttempt);
         this.#reports.setDeploymentId(runId, res.id);
-        return res.status;
+        return;
       }
       case 'deployment_status':
         if (deploymentId === null) throw new DeliveryError('no GitHub deployment to update (creating it failed)', { status: null, retryable: false });
-        return (await this.#api.createDeploymentStatus(repo, deploymentId, step.body)).status;
+        await this.#api.createDeploymentStatus(repo, deploymentId, step.body, onAttempt);
+        return;
       case 'check_run': {
         if (checkRunId !== null) {
           // A check run's commit and id are fixed once created.
           const { head_sha: _sha, ...update } = step.body;
-          return (await this.#api.updateCheckRun(repo, checkRunId, update)).status;
+          await this.#api.updateCheckRun(repo, checkRunId, update, onAttempt);
+          return;
         }
-        const res = await this.#api.createCheckRun(repo, step.body);
+        const res = await this.#api.createCheckRun(repo, step.body, onAttempt);
         this.#reports.setCheckRunId(runId, res.id);
-        return res.status;
+        return;
       }
       case 'commit_status':
-        return (await this.#api.createCommitStatus(repo, commit, step.body)).status;
+        await this.#api.createCommitStatus(repo, commit, step.body, onAttempt);
+        return;
     }
   }
 

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { isTerminal } from '../../pipeline/states.ts';
 import type { AppDeps } from '../app.ts';
+import { reportsSection } from '../reports-section.ts';
 import { badge, esc, layout, short } from '../html.ts';
 import { pipelineView } from './api.ts';
 
@@ -67,7 +68,7 @@ ${(v.drift ?? []).map((d) => `<br><strong class="drift">drift</strong>: ${esc(d.
 <td>${esc(r.trigger)}</td><td>${esc(r.createdAt)}</td><td>${esc(r.error ?? '')}</td></tr>`,
     );
     const body = `<h1>${esc(p.name)}</h1><p><code>${esc(p.repo)}@${esc(p.branch)}</code> → <code>${esc(p.image)}:${esc(p.tag)}</code> → ${esc(p.services.join(', '))}
-<button onclick="rebuild('${esc(p.name)}')">Rebuild</button></p><table><tr><th>Run</th><th>Status</th><th>Commit</th><th>Trigger</th><th>Created</th><th>Error</th></tr>${rows.join('')}</table>${rebuildScript}`;
+<button onclick="rebuild('${esc(p.name)}')">Rebuild</button></p><table><tr><th>Run</th><th>Status</th><th>Commit</th><th>Trigger</th><th>Created</th><th>Error</th></tr>${rows.join('')}</table>${reportsSection(deps.integrations?.pipelineFields(p.name))}${rebuildScript}`;
     return reply.type('text/html; charset=utf-8').send(layout(p.name, body));
   });
 
