@@ -92,7 +92,7 @@ export class DeployerMetrics {
 
   /** A run seen finished for the first time. `receivedAt`: when its push webhook arrived. */
   observeRun(run: RunView, receivedAt: string | undefined): void {
-    this.#runs.inc({ pipeline: run.pipeline, status: run.status });
+    this.countRun(run.pipeline, run.status);
     for (const s of run.stages) {
       if (s.status !== 'succeeded' && s.status !== 'failed' && s.status !== 'cancelled') continue;
       const secs = stageSeconds(s);
@@ -101,6 +101,11 @@ export class DeployerMetrics {
     if (run.status === 'succeeded' && run.trigger === 'push' && receivedAt && run.finishedAt) {
       this.#pushToLive.observe({ pipeline: run.pipeline }, Math.max(0, (Date.parse(run.finishedAt) - Date.parse(receivedAt)) / 1000));
     }
+  }
+
+  /** A finished run that has nothing else to measure (superseded before it started). */
+  countRun(pipeline: string, status: string): void {
+    this.#runs.inc({ pipeline, status });
   }
 
   countWebhook(event: string | undefined, result: string): void {

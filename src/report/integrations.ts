@@ -30,8 +30,7 @@ export interface IntegrationsOptions {
   githubApi?: GitHubApi;
 }
 
-const RECENT_MS = 10 * 60_000;
-const SETTLED_KEEP_MS = 30 * 60_000;
+const SETTLED_KEEP_MS = 15 * 60_000;
 
 /**
  * Everything that reports runs to the outside — GitHub, chat and webhooks, Prometheus —
@@ -55,7 +54,8 @@ export class Integrations {
   readonly #driftOf: (pipeline: string) => DriftEntry[] | null;
   readonly #log: Logger;
   readonly #sweepMs: number;
-  readonly #startedAt = new Date().toISOString();
+  /** Where the sweep's look at finished runs resumes: runs finished before this process started are not news. */
+  #cursor = { at: new Date().toISOString(), seq: 0 };
   /** Runs already seen finished (counted in metrics), with when: a sweep skips them. */
   readonly #settled = new Map<string, number>();
   readonly #changed = new Set<string>();
@@ -146,8 +146,22 @@ export class Integrations {
    */
   sweep(): void {
     const now = Date.now();
-    const since = new Date(Math.max(Date.parse(this.#startedAt), now - RECENT_MS)).toISOString();
-    for (const r of this.#queries.finishedSince(since)) if (!this.#settled.has(r.id)) this.#observeId(r.id);
+    // Runs finished since the last sweep, page by page (a burst of pushes ends thousands
+    // of runs superseded at ingest: those only need counting, not a full read).
+    for (let page = 0; page < 20; page++) {
+      const rows = this.#queries.finishedAfter(this.#cursor);
+      for (const r of rows) {
+        this.#cursor = { at: r.finishedAt, seq: r.seq };
+        if (this.#settled.has(r.id)) continue;
+        if (r.status === 'superseded' && !r.started) {
+          this.#settled.set(r.id, now);
+          this.#guard(() => this.metrics.countRun(r.pipeline, r.status), r.id);
+        } else {
+          this.#observeId(r.id);
+        }
+      }
+      if (rows.length < 1000) break;
+    }
     if (this.#github) for (const id of this.reports.openReports()) if (!this.#settled.has(id)) this.#observeId(id);
     for (const p of this.#config.pipelines) {
       const drift = this.#driftOf(p.name);

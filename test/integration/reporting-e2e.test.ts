@@ -15,7 +15,7 @@ import { startGitHubStandIn, type GitHubStandIn } from '../support/github-api.ts
 import { startPrometheus, type TestPrometheus } from '../support/prometheus.ts';
 import { checkBlockKit, startReceiver, type Receiver } from '../support/receivers.ts';
 import { exitingContainerFiles, failingBuildFiles, siteFiles, type FileMap } from '../support/site.ts';
-import { waitForContent } from '../support/swarm.ts';
+import { dockerCli, waitForContent } from '../support/swarm.ts';
 
 const REPO = 'acme/reporting';
 const APP_ID = 31337;
@@ -54,6 +54,7 @@ describe('reports where people look (real engine, GitHub stand-in, Slack, webhoo
     github = await startGitHubStandIn({ token: secrets.token, app: { id: APP_ID, publicKey: secrets.publicKeyPem, installations: { [REPO]: INSTALLATION } } });
     config = testConfig({
       registry: world.registryConfig,
+      driftInterval: '2s',
       publicUrl: 'http://deployer.example.test',
       githubExtra: `  apiUrl: ${github.url}\n  app: { id: ${APP_ID}, privateKeyFile: ${secrets.appKeyFile} }\n  tokenFile: ${secrets.tokenFile}\n  report: [deployments, checks]\n  environment: production`,
       extra: [
@@ -284,6 +285,24 @@ describe('reports where people look (real engine, GitHub stand-in, Slack, webhoo
     expect(p.warnings).toEqual([]);
     expect(p.notifications.length).toBeGreaterThan(0);
     expect(p.notifications.every((n: any) => n.attempts.every((a: any) => typeof a.status === 'number'))).toBe(true);
+  });
+
+  it('a service changed by hand: Slack and the webhook hear of the drift, deployer_drift is 1', async () => {
+    const service = world.services[0]!;
+    await dockerCli(['service', 'update', '--detach', '--quiet', '--with-registry-auth', '--image', world.seedRef, service], { registry: world.registry });
+    const msg = await until('Slack drift', () => slack.received.find((m) => m.json.text.includes('drift')), 90_000);
+    expect(checkBlockKit(msg.json)).toEqual([]);
+    expect(JSON.stringify(msg.json)).toContain(service);
+    const hook = await until('webhook drift', () => hooks.received.find((h) => h.json.type === 'pipeline.drift'));
+    await verifyStandardWebhook(hook, secrets.webhookSecret);
+    expect(hook.json.data).toMatchObject({ pipeline: 'site', services: [{ service, actual: expect.stringContaining(world.imageRepo) }] });
+    await until('deployer_drift = 1', async () => (await scalar(`deployer_drift{pipeline="site",service="${service}"}`)) === 1);
+    // Told once per change, not at every look: more sweeps create no more notifications.
+    daemon.integrations!.sweep();
+    daemon.integrations!.sweep();
+    const p = await (await fetch(`${url}/api/pipelines/site`, { headers: auth })).json();
+    expect(p.drift).toHaveLength(1);
+    expect(p.notifications.filter((n: any) => n.event === 'drift').map((n: any) => n.channel).sort()).toEqual(['slack', 'webhook']);
   });
 
   it('no secret (App key, tokens, Slack URL, webhook secret, metrics token) in any log, DB row, API response, page, notification, GitHub request or Redis key', async () => {
