@@ -39,12 +39,14 @@ export class OutboundQueue {
   readonly #queue: Queue<OutboundJob>;
   readonly #worker: Worker<OutboundJob>;
   readonly #connection: Redis;
+  readonly #workerConnection: Redis;
   readonly #log: Logger;
   readonly #githubAttempts: number;
   readonly #notifyAttempts: number;
 
   constructor(opts: { producer: Redis; workerConnection: Redis; prefix: string; handlers: OutboundHandlers; log: Logger } & OutboundOptions) {
     this.#connection = opts.producer;
+    this.#workerConnection = opts.workerConnection;
     this.#log = opts.log;
     this.#githubAttempts = opts.githubAttempts ?? 60;
     this.#notifyAttempts = opts.notifyAttempts ?? 12;
@@ -105,7 +107,11 @@ export class OutboundQueue {
   }
 
   async close(): Promise<void> {
-    await withTimeout(this.#worker.close(), 5000, 'report worker close').catch(() => this.#worker.close(true).catch(() => undefined));
-    await withTimeout(this.#queue.close(), 2000, 'report queue close').catch(() => undefined);
+    // BullMQ waits for a lost connection forever: every wait here is bounded (the
+    // daemon disconnects the connections afterwards).
+    const force = () => withTimeout(this.#worker.close(true), 1000, 'report worker force close').catch(() => undefined);
+    if (this.#workerConnection.status !== 'ready') await force(); // nothing to finish without Redis
+    else await withTimeout(this.#worker.close(), 5000, 'report worker close').catch(force);
+    await withTimeout(this.#queue.close(), this.#connection.status === 'ready' ? 2000 : 500, 'report queue close').catch(() => undefined);
   }
 }
