@@ -53,7 +53,7 @@ export function realPorts(config: Config): RunPorts {
   const docker = createDocker(config.docker);
   return {
     source: new GitSource(config),
-    builder: new DockerBuilder(docker),
+    builder: new DockerBuilder(docker, config.registries),
     pusher: new DockerPusher(docker, config.registries),
     deployer: new RoutingDeployer(config),
   };

@@ -43,7 +43,8 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     ctx.log(`writing a ${toMiB(size.bytes).toFixed(0)} MiB context of ${size.files} files into a git repository`);
     repo = await createBigRepo(join(tmp, 'ctx'), { files: size.files, bytes: size.bytes, deadline: ctx.deadline });
     daemon = await startDaemonProcess({
-      pipelines: [{ name: 'ctx', repo: 'acme/ctx', url: repo.url, branch: 'main', image: image.name, tag: 'live', services: [] }],
+      // The classic builder, as the baseline's `docker build` (DOCKER_BUILDKIT=0): like for like.
+      pipelines: [{ name: 'ctx', repo: 'acme/ctx', url: repo.url, branch: 'main', image: image.name, tag: 'live', services: [], build: { builder: 'classic' } }],
       registry: { host: registry.host, username: registry.username, password: registry.password },
       http: true,
       worker: true,

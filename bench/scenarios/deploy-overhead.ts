@@ -106,7 +106,8 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     config = testConfig({
       registry: { host: registry.host, username: registry.username, password: registry.password },
       dockerHost: proxy.host,
-      pipelines: [{ name: 'site', repo: REPO, url: repo.url, branch: 'main', image, tag: 'live', services: [service], deploy: { monitor, timeout: '90s' } }],
+      // The classic builder, as the baseline's `docker build` (DOCKER_BUILDKIT=0): like for like.
+      pipelines: [{ name: 'site', repo: REPO, url: repo.url, branch: 'main', image, tag: 'live', services: [service], deploy: { monitor, timeout: '90s' }, build: { builder: 'classic' } }],
     });
     // The deployer prunes its repository's old images after each run (after reporting
     // the outcome), and the CLI side tags into the same repository: a prune racing the

@@ -1,5 +1,6 @@
 // Every scenario of `npm run bench`, in the issue's order.
 import type { Scenario } from '../lib/report.ts';
+import { buildkitScenario } from './buildkit.ts';
 import { contextScenario } from './context.ts';
 import { deployOverhead } from './deploy-overhead.ts';
 import { memory } from './memory.ts';
@@ -8,4 +9,4 @@ import { logLatency } from './log-latency.ts';
 import { uiScale } from './ui-scale.ts';
 import { webhookIngest } from './webhook-ingest.ts';
 
-export const SCENARIOS: Scenario[] = [deployOverhead, webhookIngest, burst, uiScale, logLatency, memory, contextScenario];
+export const SCENARIOS: Scenario[] = [deployOverhead, webhookIngest, burst, uiScale, logLatency, memory, contextScenario, buildkitScenario];

@@ -4,6 +4,8 @@ import Value from 'typebox/value';
 import { parseDocument } from 'yaml';
 import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
+import { resolveBuild } from './build.ts';
+import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { resolveGitHubReporting, resolveMetrics, resolveNotify, resolvePipelineReporting } from './integrations.ts';
 import { ConfigSchema } from './schema.ts';
@@ -74,7 +76,7 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   }
   const schemaIssues = issues.length;
   try {
-    return resolveConfig(raw as Record<string, any>, file, issues);
+    return resolveConfig(raw as Record<string, any>, file, issues, env);
   } catch (err) {
     // With schema errors the semantic pass may trip over a wrong shape; what it found
     // until then is still reported, with the schema errors.
@@ -83,7 +85,7 @@ export function parseConfig(text: string, file: string, env: Env): Config {
   }
 }
 
-function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue[]): Config {
+function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue[], env: Env): Config {
   const base = dirname(file);
   const readSecret = (obj: Record<string, any>, key: string, path: string, required: boolean) =>
     secretField(obj, key, path, required, base, issues);
@@ -137,19 +139,12 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       targets.push({ service: s, docker });
     });
     const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
-    const args: Record<string, string> = {};
-    for (const [k, v] of Object.entries((p.build?.args ?? {}) as Record<string, unknown>)) args[k] = String(v);
     pipelines.push({
       name: p.name,
       repo: p.repo,
       url,
       branch: p.branch ?? 'main',
-      build: {
-        context: p.build?.context ?? '.',
-        dockerfile: p.build?.dockerfile ?? 'Dockerfile',
-        args,
-        target: p.build?.target,
-      },
+      build: resolveBuild(p.build, { path, base, env, image: p.image, tag }, issues),
       image: p.image,
       registry: typeof image === 'string' ? '' : image.registry,
       tag,
@@ -177,6 +172,10 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
 
   const notify = resolveNotify(c.notify ?? [], pipelines.map((p) => p.name), readSecret, issues);
   const metrics = resolveMetrics(c.metrics, readSecret, issues);
+  // Resolved before the check below, so that their errors are reported too.
+  const driftIntervalMs = durationOr(c.driftInterval, 60_000, 'driftInterval', issues);
+  const deadAfterMs = durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues);
+  const http = httpSettings(c.http, issues);
   if (issues.length > 0 || !webhookSecret || !adminToken || !listen) throw new ConfigError(file, dedupe(issues));
   const dataDir = resolve(base, c.dataDir ?? './data');
   return {
@@ -191,9 +190,10 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     auth: { adminToken },
     docker: defaultDocker,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
-    driftIntervalMs: durationOr(c.driftInterval, 60_000, 'driftInterval', issues),
+    driftIntervalMs,
+    http,
     registries,
-    worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs: durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues) },
+    worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs },
     pipelines,
     notify,
     metrics,

@@ -43,6 +43,10 @@ export const PipelineSchema = Type.Object(
           dockerfile: Type.Optional(NonEmpty),
           args: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]))),
           target: Type.Optional(NonEmpty),
+          builder: Type.Optional(Type.Union([Type.Literal('buildkit'), Type.Literal('classic')])),
+          platform: Type.Optional(NonEmpty),
+          secrets: Type.Optional(Type.Record(Type.String(), Type.Object({ file: Type.Optional(NonEmpty), env: Type.Optional(NonEmpty) }, closed))),
+          cacheFrom: Type.Optional(Type.Array(NonEmpty)),
         },
         closed,
       ),
@@ -113,6 +117,7 @@ export const ConfigSchema = Type.Object(
         ),
       ),
     ),
+    http: Type.Optional(Type.Object({ requestTimeout: Type.Optional(Duration), headersTimeout: Type.Optional(Duration) }, closed)),
     worker: Type.Optional(
       Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })), deadAfter: Type.Optional(Duration) }, closed),
     ),

@@ -20,12 +20,31 @@ export interface ServiceTarget {
   docker: DockerEndpoint;
 }
 
+/**
+ * How a pipeline's image is built (`build:`). The config loader sets every field; the
+ * newer ones are optional only so that pipelines built by hand (tests) stay short.
+ */
+export interface BuildSettings {
+  context: string;
+  dockerfile: string;
+  args: Record<string, string>;
+  target: string | undefined;
+  /** buildkit (default) or classic. */
+  builder?: 'buildkit' | 'classic';
+  /** e.g. linux/amd64; undefined = the engine's own platform. */
+  platform?: string | undefined;
+  /** Build secrets by id (`RUN --mount=type=secret,id=…`), read when the config is loaded. */
+  secrets?: Record<string, Secret>;
+  /** Images whose inline cache BuildKit may reuse; default the pipeline's `<image>:<tag>`. */
+  cacheFrom?: string[];
+}
+
 export interface PipelineConfig {
   name: string;
   repo: string;
   url: string;
   branch: string;
-  build: { context: string; dockerfile: string; args: Record<string, string>; target: string | undefined };
+  build: BuildSettings;
   image: string;
   /** Registry host of `image`, to find credentials. */
   registry: string;
@@ -83,6 +102,8 @@ export interface Config {
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
   driftIntervalMs: number;
   registries: RegistryConfig[];
+  /** How long a client may take to send a request (ms): all of it, and its headers. */
+  http: { requestTimeoutMs: number; headersTimeoutMs: number };
   /** concurrency: runs at once per process; deadAfterMs: how long a silent worker keeps its job (lock). */
   worker: { concurrency: number; deadAfterMs: number };
   pipelines: PipelineConfig[];

@@ -33,7 +33,7 @@ export class DockerPusher implements PushPort {
           if (e.status && !e.progressDetail?.current && e.status !== 'Pushing' && e.status !== 'Waiting' && e.status !== 'Preparing') {
             req.log(e.id ? `${e.id}: ${e.status}` : e.status);
           }
-          const d = e.aux?.Digest;
+          const d = (e.aux as { Digest?: unknown } | undefined)?.Digest;
           if (typeof d === 'string') digest = d;
         },
         req.signal,

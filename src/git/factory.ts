@@ -9,8 +9,9 @@ const SESSION_VAR = 'DEPLOYER_GIT_SESSION';
 /**
  * The only place that constructs simple-git. Every git process gets a fixed, quiet
  * environment (no prompts, no pager, C locale so messages are stable), is aborted with
- * the run, and receives an access token only through environment-provided config
- * (GIT_CONFIG_COUNT), so it never reaches argv (visible in `ps`) or any .git/config.
+ * the run, checks every object it fetches (fsck), and receives an access token only
+ * through environment-provided config (GIT_CONFIG_COUNT), so it never reaches argv
+ * (visible in `ps`) or any .git/config.
  */
 export interface GitOptions {
   baseDir: string;
@@ -35,12 +36,21 @@ export function createGit(opts: GitOptions): SimpleGit {
     GIT_COMMITTER_EMAIL: 'deployer@localhost',
     [SESSION_VAR]: randomUUID(),
   };
+  // Every object fetched is checked (malformed trees, `..` or `.git` entries, bad
+  // headers): a repository is untrusted input, and the mirror outlives the run.
+  const config: [string, string][] = [
+    ['transfer.fsckObjects', 'true'],
+    ['fetch.fsckObjects', 'true'],
+  ];
   if (opts.token) {
     const basic = Buffer.from(`x-access-token:${opts.token.reveal()}`).toString('base64');
-    env.GIT_CONFIG_COUNT = '1';
-    env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
-    env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${basic}`;
+    config.push(['http.extraHeader', `Authorization: Basic ${basic}`]);
   }
+  env.GIT_CONFIG_COUNT = String(config.length);
+  config.forEach(([key, value], i) => {
+    env[`GIT_CONFIG_KEY_${i}`] = key;
+    env[`GIT_CONFIG_VALUE_${i}`] = value;
+  });
   const git = simpleGit({
     baseDir: opts.baseDir,
     maxConcurrentProcesses: 4,

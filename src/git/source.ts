@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, PipelineConfig } from '../config/types.ts';
 import { DeployerError, errorMessage } from '../lib/errors.ts';
+import { cleanSubject, MAX_AUTHOR, MAX_SUBJECT } from '../lib/log-hygiene.ts';
 import type { LineSink } from '../pipeline/events.ts';
 import type { BranchHeadPort, Checkout, SourcePort } from '../pipeline/ports.ts';
 import { createGit } from './factory.ts';
@@ -51,7 +52,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
           });
         }
         log(`fetched in ${Date.now() - started} ms`);
-        const [subject = '', author = ''] = (await mg.raw(['log', '-1', '--format=%s%x00%an', commit])).trim().split('\0');
+        const { subject, author } = await commitInfo(mg, commit);
         const workRoot = join(this.#config.dataDir, 'work');
         await mkdir(workRoot, { recursive: true });
         const dir = await mkdtemp(join(workRoot, `${pipeline.name}-`));
@@ -68,6 +69,10 @@ export class GitSource implements SourcePort, BranchHeadPort {
         if (err instanceof DeployerError) throw err;
         if (signal.aborted) throw err;
         const message = firstLine(err);
+        // fetch.fsckObjects refused what the remote sent: no retry fetches other objects.
+        if (/fsck error/i.test(errorMessage(err))) {
+          throw new DeployerError('git_failed', `git: refused a malformed object from ${redactUrl(pipeline.url)} (fsck): ${message}`, { cause: err });
+        }
         throw new DeployerError('git_failed', `git: ${message}`, { retryable: !PERMANENT_GIT.test(message), cause: err });
       }
     });
@@ -107,6 +112,22 @@ async function ensureMirror(mirror: string, url: string, git: ReturnType<typeof 
     // The configured URL changed since the mirror was made.
     await git.raw(['remote', 'set-url', 'origin', url]);
   }
+}
+
+/**
+ * The commit's subject and author, capped by git itself: a subject can be megabytes
+ * long, and only its start is ever shown. `%<(N,trunc)` pads to N columns or cuts to N
+ * columns ending in "..": no padding left and a trailing ".." mean git cut it.
+ */
+async function commitInfo(git: ReturnType<typeof createGit>, commit: string): Promise<{ subject: string; author: string }> {
+  const width = (n: number) => 2 * n;
+  const out = await git.raw(['log', '-1', `--format=%<(${width(MAX_SUBJECT)},trunc)%s%x00%<(${width(MAX_AUTHOR)},trunc)%an`, commit]);
+  const [subject = '', author = ''] = out.replace(/\n$/, '').split('\0');
+  const clean = (field: string, max: number) => {
+    const cut = field.endsWith('..'); // a padded field ends in spaces
+    return cleanSubject(cut ? field.slice(0, -2) : field.trimEnd(), max, cut);
+  };
+  return { subject: clean(subject, MAX_SUBJECT), author: clean(author, MAX_AUTHOR) };
 }
 
 async function hasCommit(git: ReturnType<typeof createGit>, sha: string): Promise<boolean> {

@@ -1,4 +1,5 @@
 import type { DeploySettings, DockerEndpoint, PipelineConfig } from '../config/types.ts';
+import type { Secret } from '../lib/secret.ts';
 import type { LineSink } from './events.ts';
 
 /**
@@ -33,6 +34,20 @@ export interface BuildRequest {
   tags: string[];
   signal: AbortSignal;
   log: LineSink;
+  /**
+   * `buildkit` (the default) or `classic`. BuildKit falls back to the classic builder,
+   * saying so in the log, on an engine that recommends it (Windows, or BuildKit turned off).
+   */
+  builder?: 'buildkit' | 'classic';
+  /** Target platform such as "linux/amd64"; the engine's own when unset. */
+  platform?: string | undefined;
+  /** Build secrets by id, for `RUN --mount=type=secret,id=ID` (BuildKit only). Masked in the log. */
+  secrets?: Record<string, Secret>;
+  /**
+   * Images whose layers may be reused (BuildKit imports their inline cache from the
+   * registry, so a fresh build host does not rebuild unchanged layers).
+   */
+  cacheFrom?: string[];
 }
 
 export interface BuildPort {

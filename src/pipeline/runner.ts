@@ -90,8 +90,13 @@ export async function executeRun(job: RunJob, ports: RunPorts, report: RunReport
           contextDir: prefix ? posix.join(co.dir, context) : co.dir,
           files,
           dockerfile: pipeline.build.dockerfile,
-          args: pipeline.build.args,
+          // SOURCE_COMMIT: a Dockerfile with `ARG SOURCE_COMMIT` can bake its revision in.
+          args: { ...pipeline.build.args, SOURCE_COMMIT: co.commit },
           target: pipeline.build.target,
+          builder: pipeline.build.builder,
+          platform: pipeline.build.platform,
+          secrets: pipeline.build.secrets,
+          cacheFrom: pipeline.build.cacheFrom,
           labels: {
             'org.opencontainers.image.revision': co.commit,
             'org.opencontainers.image.source': `https://github.com/${pipeline.repo}`,

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { formatSize } from '../lib/duration.ts';
+import { sanitizeLogLine } from '../lib/log-hygiene.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import type { RunEvent, RunReporter } from '../pipeline/events.ts';
 import type { StageName } from '../pipeline/states.ts';
@@ -41,7 +42,8 @@ export class StreamReporter implements RunReporter {
 
   emit(event: RunEvent): void {
     if (event.type === 'log') {
-      for (const line of event.lines) this.#log(event.runId, event.stage, event.at, line);
+      // Where log lines enter: capped, and stripped of terminal controls but colours (log-hygiene.ts).
+      for (const line of event.lines) this.#log(event.runId, event.stage, event.at, sanitizeLogLine(line));
       return;
     }
     this.#drainTail();

@@ -41,6 +41,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // are logged once, by the hook below, at debug level unless they failed.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // A slow or stalled client cannot hold a connection and its buffers: its whole request
+    // within http.requestTimeout (then 408 and close), headers within http.headersTimeout,
+    // checked every second; a socket idle for 2 minutes is closed (live views ping every
+    // 15 s); keep-alive connections idle 72 s (longer than proxies' usual 60 s).
+    requestTimeout: deps.config.http.requestTimeoutMs,
+    connectionTimeout: 120_000,
+    keepAliveTimeout: 72_000,
+    http: { requestTimeout: deps.config.http.requestTimeoutMs, headersTimeout: deps.config.http.headersTimeoutMs, connectionsCheckingInterval: 1000 },
     trustProxy: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
   });

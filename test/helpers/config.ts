@@ -26,6 +26,8 @@ export interface TestPipeline {
   cancelSuperseded?: boolean;
   /** Default false: tests never poll github.com (no network, and no traffic off this machine). */
   poll?: string | false;
+  /** The pipeline's `build:` block, as written in YAML (e.g. `{ builder: 'classic' }`). */
+  build?: Record<string, unknown>;
   /** More YAML lines of this pipeline (indented by the caller as a pipeline key, e.g. "    publicUrl: …"). */
   extra?: string;
 }
@@ -40,6 +42,7 @@ export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host:
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN,
     REGISTRY_PASSWORD: opts.registry?.password ?? 'unused',
+    // Extra variables the config may name (e.g. build secrets given as { env: NAME }).
     ...opts.env,
   };
   const pipelines = opts.pipelines
@@ -52,6 +55,7 @@ export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host:
       if (p.timeouts) lines.push(`    timeouts: ${JSON.stringify(p.timeouts)}`);
       lines.push(`    poll: ${p.poll ?? false}`);
       if (p.cancelSuperseded !== undefined) lines.push(`    cancelSuperseded: ${p.cancelSuperseded}`);
+      if (p.build) lines.push(`    build: ${JSON.stringify(p.build)}`);
       if (p.extra) lines.push(p.extra);
       return lines.join('\n');
     })

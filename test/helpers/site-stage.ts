@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
 import Docker from 'dockerode';
 import type { FileMap } from '../support/site.ts';
 
@@ -25,9 +26,20 @@ export function slowBuildFiles(content: string, seconds: number): { files: FileM
   };
 }
 
-/** Containers (any state) whose command contains `marker`. */
+/**
+ * A build step's runs whose command contains `marker`: containers (any state; the
+ * classic builder runs each step in one) and host processes (BuildKit runs steps as
+ * processes of the engine, not as containers). The engine is on this host.
+ */
 export async function containersWith(marker: string): Promise<string[]> {
   const docker = new Docker();
   const all = await docker.listContainers({ all: true });
-  return all.filter((c) => c.Command.includes(marker)).map((c) => `${c.Id.slice(0, 12)} ${c.State}`);
+  const containers = all.filter((c) => c.Command.includes(marker)).map((c) => `${c.Id.slice(0, 12)} ${c.State}`);
+  const processes: string[] = [];
+  for (const pid of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes(marker)) processes.push(`process ${pid} ${cmd.replaceAll('\0', ' ').trim()}`);
+  }
+  return [...containers, ...processes];
 }

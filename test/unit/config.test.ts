@@ -50,7 +50,10 @@ describe('config', () => {
     expect(c.dataDir).toBe('/etc/deployer/data');
     const p = c.pipelines[0]!;
     expect(p).toMatchObject({ name: 'www', repo: 'ocaml/ocaml.org', branch: 'main', image: '127.0.0.1:5000/ocaml-org', registry: '127.0.0.1:5000', tag: 'live', services: ['infra_www'] });
-    expect(p.build).toEqual({ context: '.', dockerfile: 'Dockerfile', args: { VERSION: '1' }, target: undefined });
+    expect(p.build).toEqual({
+      context: '.', dockerfile: 'Dockerfile', args: { VERSION: '1' }, target: undefined,
+      builder: 'buildkit', platform: undefined, secrets: {}, cacheFrom: ['127.0.0.1:5000/ocaml-org:live'],
+    });
     expect(p.deploy).toEqual({ order: 'start-first', failureAction: 'rollback', monitorMs: 5000, timeoutMs: 300000 });
     expect(c.github.webhookSecret.reveal()).toBe('hook-secret-value');
     expect(c.registries[0]!.password!.reveal()).toBe('registry-pw');
