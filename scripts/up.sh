@@ -90,6 +90,7 @@ fi
 cat >&2 <<MSG
 [up] deployer on http://127.0.0.1:8090  (config: $config)
 [up] admin token:    $local/admin-token     webhook secret: $local/webhook-secret
-[up] deploy the demo: curl -X POST -H "Authorization: Bearer \$(cat $local/admin-token)" http://127.0.0.1:8090/api/pipelines/demo/rebuild
+[up] sign in at http://127.0.0.1:8090/signin with the admin token, then Rebuild; or from a shell:
+[up]   DEPLOYER_SERVER=http://127.0.0.1:8090 bin/deployer rebuild demo --token-file $local/admin-token
 MSG
 exec bin/deployer serve --config "$config"

@@ -5,7 +5,7 @@ import { formatDuration } from './lib/duration.ts';
 import { withTimeout } from './lib/timeout.ts';
 import { redactUrl } from './git/source.ts';
 import { createLogger } from './lib/logger.ts';
-import { startDaemon } from './daemon.ts';
+import { CLIENT_COMMANDS, CLIENT_USAGE, runClient, type ClientCommand } from './client/commands.ts';
 import { describeReporting } from './report/describe.ts';
 
 const usage = `usage: deployer <command> [options]
@@ -14,7 +14,8 @@ commands:
   serve --config FILE [--no-worker]   HTTP API, UI and webhooks (+ a worker unless --no-worker)
   worker --config FILE                run builds and deploys only (no HTTP, no store)
   check-config --config FILE          validate the config and print its pipelines
-`;
+
+${CLIENT_USAGE}`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -22,6 +23,9 @@ export async function main(argv: string[]): Promise<number> {
     // Asked for: stdout, exit 0. No command at all is a usage error: stderr, exit 2.
     (command ? process.stdout : process.stderr).write(usage);
     return command ? 0 : 2;
+  }
+  if ((CLIENT_COMMANDS as readonly string[]).includes(command)) {
+    return runClient(command as ClientCommand, rest, { out: (t) => void process.stdout.write(t), err: (t) => void process.stderr.write(t), env: process.env });
   }
   let values: { config?: string; 'no-worker'?: boolean };
   try {
@@ -60,6 +64,8 @@ export async function main(argv: string[]): Promise<number> {
   const logger = createLogger(config.logLevel);
   // A daemon outlives a bug in one of its loops: say it loudly, keep serving.
   process.on('unhandledRejection', (reason) => logger.error({ err: { message: String((reason as Error)?.stack ?? reason) } }, 'unhandled rejection'));
+  // Loaded here, not at the top: the client commands start fast without the daemon's modules.
+  const { startDaemon } = await import('./daemon.ts');
   const daemon = await startDaemon(config, { http: command === 'serve', worker: command === 'worker' || !values['no-worker'], logger });
   if (daemon.url) logger.info({ url: daemon.url, pipelines: config.pipelines.map((p) => p.name) }, 'listening');
   else logger.info({ pipelines: config.pipelines.map((p) => p.name) }, 'worker started');

@@ -11,15 +11,18 @@ export interface TimedResponse {
 export class SequentialClient {
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   readonly #base: URL;
-  constructor(baseUrl: string) {
+  readonly #headers: Record<string, string>;
+  /** `headers` go with every request (e.g. the admin token: pages and API need one). */
+  constructor(baseUrl: string, headers: Record<string, string> = {}) {
     this.#base = new URL(baseUrl);
+    this.#headers = headers;
   }
 
   get(path: string, timeoutMs = 30_000): Promise<TimedResponse> {
     return new Promise((resolve, reject) => {
       const started = performance.now();
       const req = http.request(
-        { host: this.#base.hostname, port: this.#base.port, path, method: 'GET', agent: this.#agent, timeout: timeoutMs },
+        { host: this.#base.hostname, port: this.#base.port, path, method: 'GET', agent: this.#agent, timeout: timeoutMs, headers: this.#headers },
         (res) => {
           let bytes = 0;
           res.on('data', (c: Buffer) => (bytes += c.length));
@@ -40,7 +43,7 @@ export class SequentialClient {
   slowGet(path: string, delayMs: number, timeoutMs = 30_000): Promise<TimedResponse> {
     return new Promise((resolve, reject) => {
       const started = performance.now();
-      const req = http.request({ host: this.#base.hostname, port: this.#base.port, path, method: 'GET', agent: this.#agent, timeout: timeoutMs }, (res) => {
+      const req = http.request({ host: this.#base.hostname, port: this.#base.port, path, method: 'GET', agent: this.#agent, timeout: timeoutMs, headers: this.#headers }, (res) => {
         let bytes = 0;
         res.on('data', (c: Buffer) => {
           bytes += c.length;

@@ -21,12 +21,12 @@ export async function postPush(baseUrl: string, body: string, headers: Record<st
   return id;
 }
 
-/** Polls GET /api/runs/:id every `everyMs` until the run is terminal; bounded by `timeoutMs`. */
-export async function waitForRun(baseUrl: string, id: string, timeoutMs: number, everyMs = 50): Promise<ApiRun> {
+/** Polls GET /api/runs/:id (as `token`: the API needs one) every `everyMs` until the run is terminal; bounded by `timeoutMs`. */
+export async function waitForRun(baseUrl: string, token: string, id: string, timeoutMs: number, everyMs = 50): Promise<ApiRun> {
   const deadline = Date.now() + timeoutMs;
   let last: ApiRun | undefined;
   while (Date.now() < deadline) {
-    const res = await fetch(`${baseUrl}/api/runs/${id}`, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`${baseUrl}/api/runs/${id}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) });
     if (res.ok) {
       last = (await res.json()) as ApiRun;
       if (isTerminal(last.status)) return last;
@@ -38,6 +38,6 @@ export async function waitForRun(baseUrl: string, id: string, timeoutMs: number,
   throw new Error(`run ${id} not finished after ${timeoutMs} ms: ${JSON.stringify(last)}`);
 }
 
-export async function pushAndWait(baseUrl: string, body: string, headers: Record<string, string>, timeoutMs: number, everyMs = 50): Promise<ApiRun> {
-  return waitForRun(baseUrl, await postPush(baseUrl, body, headers), timeoutMs, everyMs);
+export async function pushAndWait(baseUrl: string, token: string, body: string, headers: Record<string, string>, timeoutMs: number, everyMs = 50): Promise<ApiRun> {
+  return waitForRun(baseUrl, token, await postPush(baseUrl, body, headers), timeoutMs, everyMs);
 }

@@ -51,7 +51,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       logFile: join(tmp, 'daemon.log'),
       ...(ctx.cpuProf ? { cpuProfDir: join(ctx.outDir, 'profiles'), profileName: 'context-daemon' } : {}),
     });
-    const { url, secret } = daemon.ready;
+    const { url, secret, adminToken } = daemon.ready;
     const pid = daemon.pid;
     const theRepo = repo;
     const env = baseEnv({ DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false', DOCKER_CONFIG: join(tmp, 'docker-config') });
@@ -69,7 +69,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       const body = pushBody('acme/ctx', 'main', theRepo.commit);
       const before = readMemory(pid).rss;
       resetPeak(pid);
-      const r = await pushAndWait(url, body, { ...signedHeaders(body, secret), 'x-github-delivery': `bench-ctx-${round + 10}` }, 600_000, 100);
+      const r = await pushAndWait(url, adminToken, body, { ...signedHeaders(body, secret), 'x-github-delivery': `bench-ctx-${round + 10}` }, 600_000, 100);
       const peak = readMemory(pid).hwm;
       if (r.status !== 'succeeded') throw new Error(`run ${r.id} ${r.status}: ${r.error}`);
       const d = (name: string) => {

@@ -133,7 +133,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       let batches = 0;
       let status = '';
       const abort = AbortSignal.timeout(300_000);
-      for await (const m of readSse(`${url}/api/runs/${runId}/events?after=0`, { signal: abort })) {
+      for await (const m of readSse(`${url}/api/runs/${runId}/events?after=0`, { signal: abort, headers: { authorization: `Bearer ${daemon!.ready.adminToken}` } })) {
         const at = now();
         if (m.event === 'log') {
           const text = (JSON.parse(m.data) as { text: string }).text;

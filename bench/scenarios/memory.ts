@@ -54,11 +54,11 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       logFile: join(tmp, 'daemon.log'),
       ...(ctx.cpuProf ? { cpuProfDir: join(ctx.outDir, 'profiles'), profileName: 'memory-daemon' } : {}),
     });
-    const { url, secret } = daemon.ready;
+    const { url, secret, adminToken } = daemon.ready;
     const pid = daemon.pid;
     const push = (repo: string, sha: string, delivery: string) => {
       const body = pushBody(repo, 'main', sha);
-      return pushAndWait(url, body, { ...signedHeaders(body, secret), 'x-github-delivery': delivery }, 600_000);
+      return pushAndWait(url, adminToken, body, { ...signedHeaders(body, secret), 'x-github-delivery': delivery }, 600_000);
     };
 
     // Idle: after start-up settles, median of a few samples.

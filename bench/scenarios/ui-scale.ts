@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { RunEvent } from '../../src/pipeline/events.ts';
 import type { StageName } from '../../src/pipeline/states.ts';
 import { openDatabase } from '../../src/store/db.ts';
+import { AuditStore } from '../../src/store/audit-store.ts';
 import { RunStore, type NewRun } from '../../src/store/run-store.ts';
 import type { TestPipeline } from '../../test/helpers/config.ts';
 import { cleanupAll, clearRedis } from '../lib/cleanup.ts';
@@ -157,6 +158,12 @@ function fillStore(dbPath: string, size: { pipelines: number; runs: number; line
     });
     if ((first / BATCH) % 20 === 19) log(`filled ${first + BATCH} runs, ${lineNo} lines`);
   }
+  // The audit trail of a busy team: an entry per run (who rebuilt, cancelled, …) and sign-ins.
+  const audit = new AuditStore(db);
+  const actions = ['rebuild', 'cancel', 'rollback', 'pause', 'resume', 'check-now', 'sign-in', 'token-use'];
+  for (let i = 0; i < size.runs; i++) {
+    audit.record({ actor: `user${i % 25}`, role: i % 3 === 0 ? 'admin' : 'operator', via: i % 2 ? 'session:github' : 'token', action: actions[i % actions.length]!, target: names[i % names.length]!, result: i % 17 === 3 ? 'refused' : 'ok', detail: null, address: `10.0.${i % 256}.${i % 200}` }, new Date(t0 + i * 60_000));
+  }
   db.close();
   return { runs: size.runs, lines: lineNo, chunks, logBytes, ms: performance.now() - started, bigRun, bigRunLines: size.bigLines, bigRunBytes, mediumRun, mediumRunBytes, typicalRun, typicalPipeline };
 }
@@ -186,13 +193,20 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
       logFile: join(tmp, 'daemon.log'),
       ...(ctx.cpuProf ? { cpuProfDir: join(ctx.outDir, 'profiles'), profileName: 'ui-scale-daemon' } : {}),
     });
-    client = new SequentialClient(daemon.ready.url);
+    client = new SequentialClient(daemon.ready.url, { authorization: `Bearer ${daemon.ready.adminToken}` });
     const pid = daemon.pid;
 
     const routes: { name: string; path: string; page: boolean; count: number; watchMemory?: boolean }[] = [
       { name: 'GET /', path: '/', page: true, count: size.requests },
       { name: 'GET /pipelines/:name', path: `/pipelines/${fill.typicalPipeline}`, page: true, count: size.requests },
       { name: 'GET /runs/:id (typical run)', path: `/runs/${fill.typicalRun}`, page: true, count: size.requests },
+      { name: 'GET /pipelines/:name?status=failed', path: `/pipelines/${fill.typicalPipeline}?status=failed`, page: true, count: size.requests },
+      { name: 'GET /runs (all pipelines)', path: '/runs', page: true, count: size.requests },
+      { name: 'GET /runs?status=failed&trigger=push', path: '/runs?status=failed&trigger=push', page: true, count: size.requests },
+      { name: 'GET /audit', path: '/audit', page: true, count: size.requests },
+      { name: 'GET /audit?actor=user7', path: '/audit?actor=user7', page: true, count: size.requests },
+      { name: 'GET /api/audit', path: '/api/audit', page: false, count: size.requests },
+      { name: 'GET /api/runs?status=failed', path: '/api/runs?status=failed', page: false, count: size.requests },
       { name: 'GET /api/pipelines', path: '/api/pipelines', page: false, count: size.requests },
       { name: 'GET /api/runs/:id', path: `/api/runs/${fill.typicalRun}`, page: false, count: size.requests },
       { name: 'GET /api/runs/:id/log (typical run)', path: `/api/runs/${fill.typicalRun}/log`, page: false, count: size.requests },
@@ -230,7 +244,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
         push(samples, r.name, res.map((x) => x.ms));
         bytes.set(r.name, res[0]?.bytes ?? 0);
       }
-      ctx.log(`round ${round + 1}/${size.rounds}: ${routes.map((r) => `${r.path.split('/').slice(0, 3).join('/')} p50 ${p50(samples.get(r.name)!).toFixed(1)} ms`).join(', ')}`);
+      ctx.log(`round ${round + 1}/${size.rounds}: ${routes.map((r) => `${r.path.split('?')[0]!.split('/').slice(0, 3).join('/')} p50 ${p50(samples.get(r.name)!).toFixed(1)} ms`).join(', ')}`);
     }
     // The streaming check proper: a reader that takes its time. A server that streams
     // with backpressure holds a few chunks; one that buffers holds the whole log.

@@ -4,6 +4,7 @@ import Value from 'typebox/value';
 import { parseDocument } from 'yaml';
 import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
+import { resolveAuth, resolveTrustProxy } from './auth.ts';
 import { resolveBuild } from './build.ts';
 import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
@@ -92,11 +93,9 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
 
   const webhookSecret = readSecret(c.github ?? {}, 'webhookSecret', 'github', true);
   const token = readSecret(c.github ?? {}, 'token', 'github', false);
-  const adminToken = readSecret(c.auth ?? {}, 'adminToken', 'auth', true);
+  const auth = resolveAuth(c.auth, { readSecret, duration: (v, fallback, path) => durationOr(v, fallback, path, issues), issues });
+  const trustProxy = resolveTrustProxy(c.trustProxy, issues);
   const reporting = resolveGitHubReporting(c.github ?? {}, token, readSecret, issues);
-  if (adminToken && adminToken.reveal().length < 16) {
-    issues.push({ path: 'auth.adminToken', message: 'must be at least 16 characters' });
-  }
 
   const listen = parseListen(c.listen ?? '127.0.0.1:8090');
   if (!listen) issues.push({ path: 'listen', message: 'must be HOST:PORT, e.g. 127.0.0.1:8090' });
@@ -176,7 +175,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
   const driftIntervalMs = durationOr(c.driftInterval, 60_000, 'driftInterval', issues);
   const deadAfterMs = durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues);
   const http = httpSettings(c.http, issues);
-  if (issues.length > 0 || !webhookSecret || !adminToken || !listen) throw new ConfigError(file, dedupe(issues));
+  if (issues.length > 0 || !webhookSecret || !listen) throw new ConfigError(file, dedupe(issues));
   const dataDir = resolve(base, c.dataDir ?? './data');
   return {
     file,
@@ -187,7 +186,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     redisPrefix: c.redisPrefix ?? 'deployer',
     logLevel: c.logLevel ?? 'info',
     github: { webhookSecret, token, ...reporting },
-    auth: { adminToken },
+    auth,
+    trustProxy,
     docker: defaultDocker,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
     driftIntervalMs,

@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import { AuthSchema, TrustProxySchema } from './auth.ts';
 import { GitHubReportFields, MetricsSchema, NotifySchema, PipelineReportFields } from './integrations.ts';
 
 /**
@@ -97,10 +98,8 @@ export const ConfigSchema = Type.Object(
       Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     ),
     github: Type.Object({ ...SecretFields, ...GitHubReportFields }, closed),
-    auth: Type.Object(
-      { adminToken: Type.Optional(Type.String()), adminTokenFile: Type.Optional(NonEmpty) },
-      closed,
-    ),
+    auth: AuthSchema,
+    trustProxy: Type.Optional(TrustProxySchema),
     docker: Type.Optional(DockerEndpointSchema),
     instance: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:/@-]{1,200}$' })),
     driftInterval: Type.Optional(Duration),

@@ -1,4 +1,5 @@
 import type { Secret } from '../lib/secret.ts';
+import type { AuthConfig } from './auth.ts';
 
 /** Rollout settings applied to every target service of a pipeline. */
 export interface DeploySettings {
@@ -95,7 +96,9 @@ export interface Config {
   redisPrefix: string;
   logLevel: string;
   github: { webhookSecret: Secret; token: Secret | undefined } & GitHubReporting;
-  auth: { adminToken: Secret };
+  auth: AuthConfig;
+  /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
+  trustProxy: string[];
   docker: DockerEndpoint;
   /** Names this deployer in the labels of the services it manages (ownership). */
   instance: string;

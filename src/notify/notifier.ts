@@ -3,7 +3,7 @@ import type { Config, NotifyEvent, NotifyTarget } from '../config/types.ts';
 import type { DriftEntry } from '../monitor/drift.ts';
 import { DeliveryError } from '../report/delivery.ts';
 import type { NewNotification, NotificationStore } from '../store/notification-store.ts';
-import type { RunQueries } from '../store/run-queries.ts';
+import type { ReportQueries } from '../store/report-queries.ts';
 import type { RunView } from '../store/run-store.ts';
 import { runEvents } from './events.ts';
 import { slackDriftMessage, slackRunMessage, webhookDriftPayload, webhookRunPayload, type MessageContext } from './messages.ts';
@@ -18,11 +18,11 @@ import { newMessageId, sendSlack, sendWebhook } from './senders.ts';
 export class Notifier {
   readonly #config: Config;
   readonly #store: NotificationStore;
-  readonly #queries: RunQueries;
+  readonly #queries: ReportQueries;
   readonly #enqueue: (id: string) => Promise<void>;
   readonly #log: Logger;
 
-  constructor(opts: { config: Config; store: NotificationStore; queries: RunQueries; enqueue: (id: string) => Promise<void>; log: Logger }) {
+  constructor(opts: { config: Config; store: NotificationStore; queries: ReportQueries; enqueue: (id: string) => Promise<void>; log: Logger }) {
     this.#config = opts.config;
     this.#store = opts.store;
     this.#queries = opts.queries;

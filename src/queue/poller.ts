@@ -47,24 +47,24 @@ export class BranchPoller {
     for (const t of this.#timers) clearTimeout(t);
   }
 
-  /** Checks one pipeline now ("Check now"). Concurrent calls share one check. */
-  refresh(name: string, trigger: 'poll' | 'refresh'): Promise<RefreshResult> {
+  /** Checks one pipeline now ("Check now", by `by`). Concurrent calls share one check. */
+  refresh(name: string, trigger: 'poll' | 'refresh', by = trigger === 'poll' ? 'poller' : 'admin'): Promise<RefreshResult> {
     const running = this.#inFlight.get(name);
     if (running) return running;
     const pipeline = this.#config.pipelines.find((p) => p.name === name);
     if (!pipeline) return Promise.reject(new Error(`no pipeline ${name}`));
-    const p = this.#check(pipeline, trigger).finally(() => this.#inFlight.delete(name));
+    const p = this.#check(pipeline, trigger, by).finally(() => this.#inFlight.delete(name));
     this.#inFlight.set(name, p);
     return p;
   }
 
-  async #check(pipeline: PipelineConfig, trigger: 'poll' | 'refresh'): Promise<RefreshResult> {
+  async #check(pipeline: PipelineConfig, trigger: 'poll' | 'refresh', by: string): Promise<RefreshResult> {
     const head = await this.#heads.branchHead(pipeline, AbortSignal.timeout(60_000));
     const statuses = this.#store.statusesForCommit(pipeline.name, head).filter((s) => s !== 'superseded');
     if (statuses.length > 0) return { kind: 'up_to_date', commit: head, reason: `commit already ${statuses.includes('queued') || statuses.includes('running') ? 'queued' : 'ran'}` };
     const deployed = this.#store.currentDeployment(pipeline.name);
     if (deployed?.commit === head) return { kind: 'up_to_date', commit: head, reason: 'commit already deployed' };
-    const [run] = await this.#scheduler.submit([{ pipeline: pipeline.name, trigger: 'poll', commit: head, requestedBy: trigger === 'poll' ? 'poller' : 'admin' }]);
+    const [run] = await this.#scheduler.submit([{ pipeline: pipeline.name, trigger: 'poll', commit: head, requestedBy: by }]);
     this.#log.info({ pipeline: pipeline.name, commit: head, run: run!.id, trigger }, 'branch head has no run: queued one');
     return { kind: 'queued', run: run!.id, commit: head };
   }

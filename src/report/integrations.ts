@@ -9,7 +9,7 @@ import type { RunEvent } from '../pipeline/events.ts';
 import { isTerminal } from '../pipeline/states.ts';
 import { NotificationStore } from '../store/notification-store.ts';
 import { ReportStore } from '../store/report-store.ts';
-import { RunQueries } from '../store/run-queries.ts';
+import { ReportQueries } from '../store/report-queries.ts';
 import type { RunStore, RunView } from '../store/run-store.ts';
 import { OctokitGitHub, type GitHubApi } from './github/octokit.ts';
 import { GitHubReporter } from './github/reporter.ts';
@@ -48,7 +48,7 @@ export class Integrations {
   readonly notifications: NotificationStore;
   readonly #config: Config;
   readonly #store: RunStore;
-  readonly #queries: RunQueries;
+  readonly #queries: ReportQueries;
   readonly #github: GitHubReporter | undefined;
   readonly #notifier: Notifier;
   readonly #driftOf: (pipeline: string) => DriftEntry[] | null;
@@ -72,7 +72,7 @@ export class Integrations {
     this.#sweepMs = opts.sweepMs ?? 5_000;
     this.reports = new ReportStore(opts.db);
     this.notifications = new NotificationStore(opts.db);
-    this.#queries = new RunQueries(opts.db);
+    this.#queries = new ReportQueries(opts.db);
     const outbox = (): Outbox => {
       if (!this.#outbox) throw new Error('report queue not attached');
       return this.#outbox;

@@ -6,13 +6,18 @@ import type { DriftWatcher } from '../monitor/drift.ts';
 import type { BranchPoller } from '../queue/poller.ts';
 import { QueueUnavailable, type Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
-import { apiRoutes } from './routes/api.ts';
+import { consoleRoutes } from './console.ts';
 import type { LiveRuns } from './live.ts';
-import { liveRoutes } from './routes/live.ts';
-import { metricsRoutes } from './routes/metrics.ts';
+import { webhookMetrics } from './routes/metrics.ts';
 import type { Integrations } from '../report/integrations.ts';
-import { pageRoutes } from './routes/pages.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered (method, url). */
+    routeList: readonly { method: string; url: string }[];
+  }
+}
 
 export interface HealthCheck {
   name: string;
@@ -49,7 +54,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     connectionTimeout: 120_000,
     keepAliveTimeout: 72_000,
     http: { requestTimeout: deps.config.http.requestTimeoutMs, headersTimeout: deps.config.http.headersTimeoutMs, connectionsCheckingInterval: 1000 },
-    trustProxy: true,
+    // Only the configured proxies' X-Forwarded-For is believed: the audit trail records
+    // client addresses, and anyone can send that header.
+    trustProxy: deps.config.trustProxy.length ? deps.config.trustProxy : false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
   });
 
@@ -80,11 +87,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     done(null, payload);
   });
 
-  await metricsRoutes(app, deps);
+  // Every route, for tests that check each one (e.g. that none answers anonymously).
+  const routes: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of ([] as string[]).concat(r.method)) routes.push({ method, url: r.url });
+  });
+  app.decorate('routeList', routes);
+
+  // Counts webhook answers by event and result (deployer_webhooks_total).
+  webhookMetrics(app, deps);
   await app.register(async (scope) => webhookRoutes(scope, deps));
-  await app.register(async (scope) => apiRoutes(scope, deps));
-  await app.register(async (scope) => liveRoutes(scope, deps));
-  await app.register(async (scope) => pageRoutes(scope, deps));
+  // The console: JSON API, pages, live streams and sign-in, behind roles (src/web/auth).
+  await app.register(async (scope) => consoleRoutes(scope, deps));
 
   app.get('/healthz', async (_req, reply) => {
     const results = await Promise.all(

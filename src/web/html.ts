@@ -1,29 +1,50 @@
-/** Escapes text for HTML element content and attribute values. */
+/**
+ * HTML built with a tagged template that escapes every interpolation, unless the value
+ * is already-safe markup (a `SafeHtml`, made only by `html` itself or by `raw`). So
+ * forgetting to escape cannot create a hole: data is text by default.
+ *
+ *   html`<td>${run.subject}</td>`            subject escaped
+ *   html`<ul>${items.map((i) => html`<li>${i}</li>`)}</ul>`   arrays joined, each part safe or escaped
+ */
+export class SafeHtml {
+  readonly value: string;
+  constructor(value: string) {
+    this.value = value;
+  }
+  toString(): string {
+    return this.value;
+  }
+}
+
+type Part = SafeHtml | string | number | boolean | null | undefined | readonly Part[];
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/** Escapes text for element content and (quoted) attribute values. */
 export function esc(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const s = String(value ?? '');
+  // Most strings need nothing: skip the replace (and its allocation) for them.
+  return /[&<>"']/.test(s) ? s.replace(/[&<>"']/g, (c) => ESCAPES[c]!) : s;
 }
 
-export function layout(title: string, body: string): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)} · deployer</title>
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
-header{background:#1b1f24;color:#fff;padding:.6rem 1rem}header a{color:#fff;text-decoration:none;font-weight:600}
-main{max-width:1100px;margin:1rem auto;padding:0 1rem}table{border-collapse:collapse;width:100%;background:#fff}
-td,th{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}
-.s{font-weight:600;padding:.1rem .4rem;border-radius:3px;color:#fff;background:#6e7781}
-.s-succeeded{background:#1a7f37}.s-failed{background:#cf222e}.s-running{background:#0969da}.s-queued,.s-pending{background:#9a6700}
-.s-cancelled,.s-superseded,.s-skipped{background:#6e7781}
-pre.log{background:#0d1117;color:#e6edf3;padding:.75rem;overflow:auto;max-height:70vh;font-size:12px}
-code{font-size:12px}button{cursor:pointer}
-</style></head><body><header><a href="/">deployer</a></header><main>${body}</main></body></html>`;
+function render(part: Part): string {
+  if (part instanceof SafeHtml) return part.value;
+  if (part === null || part === undefined || part === false) return '';
+  if (Array.isArray(part)) {
+    let out = '';
+    for (const p of part as readonly Part[]) out += render(p);
+    return out;
+  }
+  return esc(part);
 }
 
-export function badge(status: string): string {
-  return `<span class="s s-${esc(status)}">${esc(status)}</span>`;
+export function html(strings: TemplateStringsArray, ...values: Part[]): SafeHtml {
+  let out = strings[0]!;
+  for (let i = 0; i < values.length; i++) out += render(values[i]) + strings[i + 1]!;
+  return new SafeHtml(out);
 }
 
-export function short(sha: string | null | undefined): string {
-  return sha ? esc(sha.slice(0, 12)) : '—';
+/** Marks markup produced by code we trust (the ANSI renderer's escaped output) as safe. */
+export function raw(markup: string): SafeHtml {
+  return new SafeHtml(markup);
 }

@@ -47,6 +47,19 @@ export interface LiveRunsOptions {
   maxTotalBufferedBytes?: number;
   /** A finished view whose client has not read its last bytes after this long is dropped. */
   endGraceMs?: number;
+  /** Open streams (run views and overview streams together) per session or token... */
+  maxPerActor?: number;
+  /** ...per client address, whoever is signed in there (an office behind one NAT)... */
+  maxPerAddress?: number;
+  /** ...and per client address for readers who are not signed in (auth.public). */
+  maxPerAnonymousAddress?: number;
+}
+
+/** Who opens a stream, for the per-client limits. */
+export interface LiveClient {
+  /** Session or token key; undefined when not signed in. */
+  actor: string | undefined;
+  address: string;
 }
 
 /**
@@ -67,6 +80,8 @@ export class LiveRuns {
   readonly #open = new Set<Watcher>();
   readonly #dirty = new Set<string>();
   readonly #opts: Required<LiveRunsOptions>;
+  readonly #perClient = new Map<string, number>();
+  readonly #listeners: ((runId: string) => void)[] = [];
   #flushScheduled = false;
   #poll: NodeJS.Timeout | undefined;
   #ping: NodeJS.Timeout | undefined;
@@ -81,8 +96,41 @@ export class LiveRuns {
       maxBehindMs: 60_000,
       maxTotalBufferedBytes: 64 * 1024 * 1024,
       endGraceMs: 30_000,
+      maxPerActor: 20,
+      maxPerAddress: 100,
+      maxPerAnonymousAddress: 10,
       ...opts,
     };
+  }
+
+  /**
+   * Counts a new stream against its client's limits: returns the function that releases
+   * it when its connection closes, or why it is refused. So one client (a leaked token,
+   * an anonymous reader in public mode) cannot take all the views the server allows.
+   */
+  admit(client: LiveClient): (() => void) | string {
+    const keys: [string, number, string][] = [[`a:${client.address}`, this.#opts.maxPerAddress, 'from this address']];
+    if (client.actor) keys.push([`u:${client.actor}`, this.#opts.maxPerActor, 'for this session or token']);
+    else keys.push([`n:${client.address}`, this.#opts.maxPerAnonymousAddress, 'for readers not signed in at this address']);
+    for (const [key, max, what] of keys) {
+      if ((this.#perClient.get(key) ?? 0) >= max) return `${max} live views already open ${what}`;
+    }
+    for (const [key] of keys) this.#perClient.set(key, (this.#perClient.get(key) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const [key] of keys) {
+        const n = (this.#perClient.get(key) ?? 1) - 1;
+        if (n <= 0) this.#perClient.delete(key);
+        else this.#perClient.set(key, n);
+      }
+    };
+  }
+
+  /** Called for every applied worker event (the overview's live stream listens). */
+  onEvent(listener: (runId: string) => void): void {
+    this.#listeners.push(listener);
   }
 
   /** Open views (connections not closed yet). */
@@ -120,6 +168,7 @@ export class LiveRuns {
 
   /** A worker event for `runId` was applied to the store. */
   notify(runId: string): void {
+    for (const l of this.#listeners) l(runId);
     if (!this.#byRun.has(runId)) return;
     this.#dirty.add(runId);
     if (this.#flushScheduled) return;

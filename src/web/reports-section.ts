@@ -1,45 +1,44 @@
 import type { IntegrationFields } from '../report/view.ts';
-import { esc } from './html.ts';
+import { html, type SafeHtml } from './html.ts';
+import { ago, notice } from './views/layout.ts';
 
-/** Delivery status → the page's badge colours (sent green, pending amber, refused/failed red). */
-const BADGE: Record<string, string> = { sent: 'succeeded', pending: 'queued', refused: 'failed', failed: 'failed', skipped: 'skipped' };
+/** Delivery status → the console's status colours (sent green, pending amber, refused/failed red). */
+const CLASS: Record<string, string> = { sent: 'st-ok', pending: 'st-pending', refused: 'st-refused', failed: 'st-failed', skipped: 'st-skipped' };
 
-function badge(status: string): string {
-  return `<span class="s s-${esc(BADGE[status] ?? status)}">${esc(status)}</span>`;
+function delivery(status: string): SafeHtml {
+  return html`<span class="st ${CLASS[status] ?? 'st-skipped'}">${status}</span>`;
 }
 
-function attempts(list: { at: string; status: number | null; error: string | null; ms: number }[]): string {
-  if (list.length === 0) return '—';
-  // Oldest first, → between; failures in red; hover: when, how long, the error.
-  return list
-    .map((a) => {
-      const ok = a.status !== null && a.status < 300;
-      return `<code title="${esc(`${a.at} · ${a.ms} ms${a.error ? ` · ${a.error}` : ''}`)}"${ok ? '' : ' style="color:#cf222e"'}>${a.status === null ? 'no answer' : esc(a.status)}</code>`;
-    })
-    .join(' → ');
+/** Every attempt, oldest first: the HTTP status (failures in red), hover for time, duration and error. */
+function attempts(list: { at: string; status: number | null; error: string | null; ms: number }[]): SafeHtml {
+  if (list.length === 0) return html`<span class="muted">—</span>`;
+  return html`${list.map((a, i) => {
+    const ok = a.status !== null && a.status < 300;
+    const title = `${a.at} · ${a.ms} ms${a.error ? ` · ${a.error}` : ''}`;
+    return html`${i > 0 ? ' → ' : ''}<code class="mono${ok ? '' : ' att-bad'}" title="${title}">${a.status === null ? 'no answer' : a.status}</code>`;
+  })}`;
 }
 
 /**
- * The pipeline page's "Reporting" section: warnings an operator must act on, then the
- * newest GitHub requests and notifications, each with every attempt's response code
- * (hover for time, duration and error). Everything is escaped.
+ * The pipeline page's "Reporting" section: warnings an operator must act on (e.g.
+ * GitHub refusing our credentials), then the newest GitHub requests and notifications,
+ * each with every attempt's response code. Built with the escaping template.
  */
-export function reportsSection(fields: IntegrationFields | undefined): string {
+export function reportsSection(fields: IntegrationFields | undefined): SafeHtml | '' {
   if (!fields) return '';
   const { warnings, reports, notifications } = fields;
   if (warnings.length === 0 && reports.github.length === 0 && notifications.length === 0) return '';
-  const warn = warnings
-    .map((w) => `<p role="alert" style="border-left:4px solid #cf222e;padding:.4rem .75rem"><strong>Warning (${esc(w.source)}):</strong> ${esc(w.message)} <small>${esc(w.at)}</small></p>`)
-    .join('');
-  const gh = reports.github.length
-    ? `<h3>GitHub</h3><div style="overflow-x:auto"><table><tr><th>Run</th><th>Request</th><th>State</th><th>Delivery</th><th>Attempts (HTTP status)</th></tr>${reports.github
-        .map((g) => `<tr><td><a href="/runs/${esc(g.run)}">${esc(g.run)}</a></td><td>${esc(g.kind.replace('_', ' '))}</td><td>${esc(g.state)}</td><td>${badge(g.status)}</td><td>${attempts(g.attempts)}</td></tr>`)
-        .join('')}</table></div>`
-    : '';
-  const notes = notifications.length
-    ? `<h3>Notifications</h3><div style="overflow-x:auto"><table><tr><th>Run</th><th>Event</th><th>Receiver</th><th>Delivery</th><th>Attempts (HTTP status)</th></tr>${notifications
-        .map((n) => `<tr><td>${n.run ? `<a href="/runs/${esc(n.run)}">${esc(n.run)}</a>` : '—'}</td><td>${esc(n.event)}</td><td>${esc(n.receiver)}</td><td>${badge(n.status)}</td><td>${attempts(n.attempts)}</td></tr>`)
-        .join('')}</table></div>`
-    : '';
-  return `<section id="reporting"><h2>Reporting</h2>${warn}${gh}${notes}</section>`;
+  const runLink = (id: string | null) => (id ? html`<a class="mono" href="/runs/${id}">${id}</a>` : html`<span class="muted">—</span>`);
+  return html`<h2 id="reporting">Reporting</h2>
+${warnings.map((w) => notice('bad', html`<strong>${w.source}:</strong> ${w.message} ${ago(w.at)}`))}
+${reports.github.length
+    ? html`<h3>GitHub</h3><div class="tw"><table><thead><tr><th>Run</th><th>Request</th><th>State</th><th>Delivery</th><th>Attempts (HTTP status)</th></tr></thead><tbody>${reports.github.map(
+        (g) => html`<tr><td>${runLink(g.run)}</td><td>${g.kind.replace('_', ' ')}</td><td>${g.state}</td><td>${delivery(g.status)}</td><td>${attempts(g.attempts)}</td></tr>`,
+      )}</tbody></table></div>`
+    : ''}
+${notifications.length
+    ? html`<h3>Notifications</h3><div class="tw"><table><thead><tr><th>Run</th><th>Event</th><th>Receiver</th><th>Delivery</th><th>Attempts (HTTP status)</th></tr></thead><tbody>${notifications.map(
+        (n) => html`<tr><td>${runLink(n.run)}</td><td>${n.event.replace('_', ' ')}</td><td>${n.receiver}</td><td>${delivery(n.status)}</td><td>${attempts(n.attempts)}</td></tr>`,
+      )}</tbody></table></div>`
+    : ''}`;
 }

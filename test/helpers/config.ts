@@ -8,6 +8,11 @@ import type { Config } from '../../src/config/types.ts';
 export const WEBHOOK_SECRET = `whsec-${randomBytes(8).toString('hex')}`;
 export const ADMIN_TOKEN = `admin-${randomBytes(12).toString('hex')}`;
 
+/** The header every request to a daemon's pages, API or event streams carries (auth.public is false). */
+export const AUTH_HEADER = { authorization: `Bearer ${ADMIN_TOKEN}` } as const;
+/** `fetch(url, AUTH)`: a GET as the admin token. */
+export const AUTH: RequestInit = { headers: AUTH_HEADER };
+
 /** The environment a child `bin/deployer` needs to resolve the config's ${VAR}s. */
 export function testEnv(registryPassword = 'unused'): NodeJS.ProcessEnv {
   return { ...process.env, GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET, DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN, REGISTRY_PASSWORD: registryPassword };
@@ -36,7 +41,7 @@ export interface TestPipeline {
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; publicUrl?: string; githubExtra?: string; extra?: string; env?: Record<string, string> }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; authYaml?: string; extraYaml?: string; publicUrl?: string; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; githubExtra?: string; extra?: string; env?: Record<string, string> }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
@@ -67,12 +72,12 @@ redisPrefix: ${opts.redisPrefix ?? `test-${randomBytes(6).toString('hex')}`}
 logLevel: ${opts.logLevel ?? process.env.TEST_LOG_LEVEL ?? 'silent'}
 worker:
   concurrency: ${opts.concurrency ?? 2}
-driftInterval: ${opts.driftInterval ?? '60s'}${opts.instance ? `\ninstance: ${opts.instance}` : ''}${opts.publicUrl ? `\npublicUrl: ${opts.publicUrl}` : ''}
+driftInterval: ${opts.driftInterval ?? '60s'}${opts.instance ? `\ninstance: ${opts.instance}` : ''}
 github:
   webhookSecret: \${GITHUB_WEBHOOK_SECRET}
 ${opts.githubExtra ? `${opts.githubExtra}\n` : ''}auth:
   adminToken: \${DEPLOYER_ADMIN_TOKEN}
-docker:
+${opts.authYaml ?? ''}${opts.publicUrl ? `publicUrl: ${opts.publicUrl}\n` : ''}${opts.extraYaml ?? ''}docker:
   host: ${opts.dockerHost ?? process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'}
 ${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}${(opts.moreRegistries ?? []).map((r) => `${opts.registry ? '' : 'registries:\n'}  - host: ${r.host}\n    username: ${r.username}\n    password: ${r.password}\n`).join('')}${opts.extra ? `${opts.extra}\n` : ''}pipelines:
 ${pipelines}

@@ -1,11 +1,12 @@
 import { isTerminal, type RunStatus } from '../../src/pipeline/states.ts';
+import { AUTH } from './config.ts';
 
 /** Polls the real API until the run reaches a terminal state, and returns it. */
 export async function waitForRun(baseUrl: string, id: string, timeoutMs = 150_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   let last: any;
   while (Date.now() < deadline) {
-    const res = await fetch(`${baseUrl}/api/runs/${id}`);
+    const res = await fetch(`${baseUrl}/api/runs/${id}`, AUTH);
     if (res.ok) {
       last = await res.json();
       if (isTerminal(last.status as RunStatus)) return last;
@@ -16,5 +17,5 @@ export async function waitForRun(baseUrl: string, id: string, timeoutMs = 150_00
 }
 
 export async function runLog(baseUrl: string, id: string): Promise<string> {
-  return (await fetch(`${baseUrl}/api/runs/${id}/log`)).text();
+  return (await fetch(`${baseUrl}/api/runs/${id}/log`, AUTH)).text();
 }

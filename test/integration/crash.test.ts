@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { testConfig, testEnv } from '../helpers/config.ts';
+import { testConfig, testEnv, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
 import { waitForRun } from '../helpers/runs.ts';
@@ -58,7 +58,7 @@ describe('crash safety (SIGKILL, real processes)', () => {
   const stage = async (id: string, name: string) => {
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const run = await (await fetch(`${url}/api/runs/${id}`)).json();
+      const run = await (await fetch(`${url}/api/runs/${id}`, AUTH)).json();
       if (run.stages.find((s: any) => s.name === name).status === 'running') return;
       if (Date.now() > deadline) throw new Error(`stage ${name} never ran: ${JSON.stringify(run)}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -79,7 +79,7 @@ describe('crash safety (SIGKILL, real processes)', () => {
     expect(run.attempts).toBe(2);
     expect(run.commit).toBe(sha);
     await waitForContent(service, 'survived a crash in build\n', 30_000);
-    const log = await (await fetch(`${url}/api/runs/${id}/log`)).text();
+    const log = await (await fetch(`${url}/api/runs/${id}/log`, AUTH)).text();
     expect(log).toContain('attempt 2');
   });
 
@@ -94,12 +94,12 @@ describe('crash safety (SIGKILL, real processes)', () => {
     const run = await waitForRun(url, id, 150_000);
     expect(run.status).toBe('succeeded');
     expect(run.attempts).toBe(2);
-    const log = await (await fetch(`${url}/api/runs/${id}/log`)).text();
+    const log = await (await fetch(`${url}/api/runs/${id}/log`, AUTH)).text();
     expect(log).toMatch(/resuming: watching/);
     expect(log.match(/sending build context/g)).toHaveLength(1); // built once, not rebuilt by attempt 2
     expect(await serviceImage(service)).toBe(run.image.ref);
     await waitForContent(service, 'survived a crash in deploy\n', 30_000);
-    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(pipeline.deployed.commit).toBe(sha);
   });
 
@@ -142,7 +142,7 @@ describe('graceful shutdown (SIGTERM, real processes)', () => {
       const sha = await repo.commit(files, 'parked');
       const id = (await deliver(base, pushPayload(REPO, 'main', sha))).body.runs[0];
       for (;;) {
-        const run = await (await fetch(`${base}/api/runs/${id}`)).json();
+        const run = await (await fetch(`${base}/api/runs/${id}`, AUTH)).json();
         if (run.stages.find((s: any) => s.name === 'build').status === 'running') break;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -154,7 +154,7 @@ describe('graceful shutdown (SIGTERM, real processes)', () => {
       const run = await waitForRun(base, id, 120_000);
       expect(run.status).toBe('succeeded');
       expect(run.commit).toBe(sha);
-      expect(await (await fetch(`${base}/api/runs/${id}/log`)).text()).toContain('parked: the worker is shutting down');
+      expect(await (await fetch(`${base}/api/runs/${id}/log`, AUTH)).text()).toContain('parked: the worker is shutting down');
     } finally {
       await proc.kill('SIGTERM');
       await disposeQueues(config);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { testConfig } from '../helpers/config.ts';
+import { AUTH, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
@@ -78,7 +78,7 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     expect(log).toContain('converged');
     expect(log).not.toContain(registry.password);
 
-    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(pipeline.deployed).toMatchObject({ commit: sha, image: run.image.ref, digest: run.image.digest });
     expect(pipeline.lastRun).toMatchObject({ id: run.id, status: 'succeeded' });
   });
@@ -89,7 +89,7 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     await waitForContent(service, 'version B\n', 30_000);
     servedB = await serviceImage(service);
     expect(servedB).toBe(run.image.ref);
-    const deployments = await (await fetch(`${url}/api/pipelines/site/deployments`)).json();
+    const deployments = await (await fetch(`${url}/api/pipelines/site/deployments`, AUTH)).json();
     expect(deployments[0]).toMatchObject({ commit: sha, service, replacedAt: null });
     expect(deployments[1].replacedAt).not.toBeNull();
   });
@@ -119,7 +119,7 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     expect(await runLog(url, run.id)).toContain('has no health check'); // said in the run log too
     await waitForContent(service, 'version B\n', 30_000);
     expect(await serviceImage(service)).toBe(servedB);
-    const [pipeline] = await (await fetch(`${url}/api/pipelines`)).json();
+    const [pipeline] = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(pipeline.deployed.image).toBe(servedB);
   });
 

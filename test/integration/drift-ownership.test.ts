@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { testConfig } from '../helpers/config.ts';
+import { AUTH, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
@@ -50,7 +50,7 @@ describe('drift and ownership (real swarm)', () => {
     const res = await deliver(baseUrl, pushPayload(REPO, 'main', sha));
     return waitForRun(baseUrl, res.body.runs[0]);
   };
-  const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`)).json());
+  const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`, AUTH)).json());
 
   it('labels the service with its owner, reports drift made by hand, and logs what the next deploy replaces', async () => {
     const a = await deploy(url, 'A\n');
@@ -67,7 +67,7 @@ describe('drift and ownership (real swarm)', () => {
       if (!drift) await new Promise((r) => setTimeout(r, 250));
     }
     expect(drift).toEqual([{ service, recorded: a.image.ref, actual: seedRef, detectedAt: expect.any(String) }]);
-    expect(await (await fetch(`${url}/`)).text()).toContain('drift');
+    expect(await (await fetch(`${url}/`, AUTH)).text()).toContain('drift');
 
     const b = await deploy(url, 'B\n');
     expect(b.status).toBe('succeeded');

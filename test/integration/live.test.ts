@@ -5,7 +5,7 @@ import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { readSse, type SseMessage } from '../../src/lib/sse.ts';
 import { StreamReporter } from '../../src/queue/event-bus.ts';
-import { testConfig } from '../helpers/config.ts';
+import { ADMIN_TOKEN, AUTH, AUTH_HEADER, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { disposeQueues } from '../helpers/world.ts';
@@ -49,7 +49,7 @@ describe('live run events (SSE)', () => {
     const messages: SseMessage[] = [];
     const waiters: { test: (m: SseMessage) => boolean; resolve: (m: SseMessage) => void }[] = [];
     const done = (async () => {
-      for await (const m of readSse(`${base}${path}`, { signal: abort.signal, headers })) {
+      for await (const m of readSse(`${base}${path}`, { signal: abort.signal, headers: { ...AUTH_HEADER, ...headers } })) {
         messages.push(m);
         const matched = waiters.filter((w) => w.test(m));
         for (const w of matched) {
@@ -122,7 +122,7 @@ describe('live run events (SSE)', () => {
     await replay.until((m) => m.event === 'end');
     expect(replay.logText()).toBe(stored);
     // A browser reconnecting after the end, with nothing new, is told to stop (204).
-    const again = await fetch(`${url}/api/runs/${runId}/events`, { headers: { 'last-event-id': logEvents.at(-1)!.id! } });
+    const again = await fetch(`${url}/api/runs/${runId}/events`, { headers: { ...AUTH_HEADER, 'last-event-id': logEvents.at(-1)!.id! } });
     expect(again.status).toBe(204);
     await waitForZeroWatchers();
   });
@@ -169,7 +169,7 @@ describe('live run events (SSE)', () => {
       const sock = connect(port, '127.0.0.1');
       sock.on('error', () => undefined); // the server resets it: expected
       sock.pause();
-      sock.write(`GET /api/runs/${runId}/events?after=0 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+      sock.write(`GET /api/runs/${runId}/events?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nAccept: text/event-stream\r\n\r\n`);
       await waitFor('the view opened', () => small.live!.watchers === 1, 5000);
       // The server's side of the connection goes (a view counts until then), after about
       // maxBehindMs, or endGraceMs if the kernel's socket buffers took the whole log.
@@ -195,12 +195,12 @@ describe('live run events (SSE)', () => {
     for (const v of views) v.abort();
     await waitForZeroWatchers();
 
-    expect((await fetch(`${url}/api/runs/rnosuchrun00/events`)).status).toBe(404);
-    expect((await fetch(`${url}/api/runs/BAD/events`)).status).toBe(400);
-    expect((await fetch(`${url}/api/runs/${runId}/events?after=-1`)).status).toBe(400);
-    expect((await fetch(`${url}/api/runs/${runId}/events?after=x`)).status).toBe(400);
+    expect((await fetch(`${url}/api/runs/rnosuchrun00/events`, AUTH)).status).toBe(404);
+    expect((await fetch(`${url}/api/runs/BAD/events`, AUTH)).status).toBe(400);
+    expect((await fetch(`${url}/api/runs/${runId}/events?after=-1`, AUTH)).status).toBe(400);
+    expect((await fetch(`${url}/api/runs/${runId}/events?after=x`, AUTH)).status).toBe(400);
     // A malformed Last-Event-ID is ignored (the stream starts at the tail), not an error.
-    const ok = await fetch(`${url}/api/runs/${runId}/events`, { headers: { 'last-event-id': 'nonsense' } });
+    const ok = await fetch(`${url}/api/runs/${runId}/events`, { headers: { ...AUTH_HEADER, 'last-event-id': 'nonsense' } });
     expect(ok.status).toBe(200);
     expect(ok.headers.get('content-type')).toMatch(/^text\/event-stream/);
     await ok.body!.cancel();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
+import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { containersWith, slowBuildFiles } from '../helpers/site-stage.ts';
@@ -54,7 +54,7 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
     expect(res.status).toBe(202);
     return res.body.runs[0] as string;
   };
-  const getRun = async (id: string) => (await fetch(`${url}/api/runs/${id}`)).json();
+  const getRun = async (id: string) => (await fetch(`${url}/api/runs/${id}`, AUTH)).json();
   const waitFor = async (id: string, pred: (r: any) => boolean, ms = 60_000) => {
     const deadline = Date.now() + ms;
     for (;;) {
@@ -88,7 +88,7 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
     for (let hops = 0; cursor.supersededBy && hops < 40; hops++) cursor = cursor.supersededBy === ids[29] ? last : await getRun(cursor.supersededBy);
     expect(cursor.id).toBe(ids[29]);
     await waitForContent(service, 'burst 29\n', 30_000);
-    const page = await (await fetch(`${url}/api/pipelines/site/runs?limit=100`)).json();
+    const page = await (await fetch(`${url}/api/pipelines/site/runs?limit=100`, AUTH)).json();
     for (const id of [first, ...ids]) expect(page.runs.some((r: any) => r.id === id)).toBe(true);
   });
 
@@ -152,7 +152,7 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
     const deadline = Date.now() + 30_000;
     let polled: any;
     while (!polled && Date.now() < deadline) {
-      const page = await (await fetch(`${url}/api/pipelines/polled/runs`)).json();
+      const page = await (await fetch(`${url}/api/pipelines/polled/runs`, AUTH)).json();
       polled = page.runs.find((r: any) => r.commit === sha);
       if (!polled) await new Promise((r) => setTimeout(r, 250));
     }

@@ -252,6 +252,10 @@ describe('reports where people look (real engine, GitHub stand-in, Slack, webhoo
       return list.length === 2 && list[1]!.statuses.at(-1)?.state === 'success' ? list : undefined;
     });
     expect(redeploys[1]!.payload).toMatchObject({ run: run.id, trigger: 'rebuild' });
+    // In the audit trail, as from GitHub.
+    const audit = await (await fetch(`${url}/api/audit?action=rerun`, { headers: auth })).json();
+    expect(audit.entries).toHaveLength(1);
+    expect(audit.entries[0]).toMatchObject({ actor: 'github:octocat', via: 'github-webhook', action: 'rerun', target: 'site', result: 'ok', detail: expect.stringContaining(run.id) });
     expect(await scalar('deployer_webhooks_total{event="check_run",result="accepted"}')).toBeGreaterThanOrEqual(1);
     expect(await scalar('deployer_webhooks_total{event="check_run",result="unauthorized"}')).toBeNaN(); // a bad signature never names its event
     expect(await scalar('deployer_webhooks_total{event="other",result="unauthorized"}')).toBeGreaterThanOrEqual(1);

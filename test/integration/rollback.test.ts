@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
+import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { waitForRun } from '../helpers/runs.ts';
 import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
@@ -46,7 +46,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     expect(res.status).toBe(202);
     return res.body.runs[0] as string;
   };
-  const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`)).json());
+  const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`, AUTH)).json());
 
   it('rolls back two versions to an exact digest, as its own run, and pauses the pipeline', async () => {
     for (const v of ['A', 'B', 'C']) {
@@ -54,7 +54,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
       expect(run.status).toBe('succeeded');
       deployed[v] = run;
     }
-    const history = await (await fetch(`${url}/api/pipelines/site/deployments`)).json();
+    const history = await (await fetch(`${url}/api/pipelines/site/deployments`, AUTH)).json();
     expect(history.map((d: any) => d.commit).slice(0, 3)).toEqual([deployed.C.commit, deployed.B.commit, deployed.A.commit]);
     const target = history.find((d: any) => d.commit === deployed.A.commit);
     expect(target).toMatchObject({ service, image: deployed.A.image.ref, runId: deployed.A.id });
@@ -72,7 +72,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     expect(p.paused).toBe(true);
     expect(p.pause.reason).toMatch(/rolled back to/);
     expect(p.deployed.commit).toBe(deployed.A.commit);
-    const runs = (await (await fetch(`${url}/api/pipelines/site/runs`)).json()).runs;
+    const runs = (await (await fetch(`${url}/api/pipelines/site/runs`, AUTH)).json()).runs;
     expect(runs[0].id).toBe(run.id);
   });
 
@@ -80,8 +80,8 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     const d = await push('D');
     const e = await push('E');
     await new Promise((r) => setTimeout(r, 3000));
-    expect((await (await fetch(`${url}/api/runs/${e}`)).json()).status).toBe('queued');
-    expect((await (await fetch(`${url}/api/runs/${d}`)).json())).toMatchObject({ status: 'superseded', supersededBy: e });
+    expect((await (await fetch(`${url}/api/runs/${e}`, AUTH)).json()).status).toBe('queued');
+    expect((await (await fetch(`${url}/api/runs/${d}`, AUTH)).json())).toMatchObject({ status: 'superseded', supersededBy: e });
     expect(await serviceImage(service)).toBe(deployed.A.image.ref);
 
     const resumed = await fetch(`${url}/api/pipelines/site/resume`, { method: 'POST', headers: { authorization: admin.authorization } });
@@ -106,7 +106,7 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     // While paused, one held push can be deployed by hand; the pipeline stays paused.
     const held = await push('F');
     await new Promise((r) => setTimeout(r, 1000));
-    expect((await (await fetch(`${url}/api/runs/${held}`)).json()).status).toBe('queued');
+    expect((await (await fetch(`${url}/api/runs/${held}`, AUTH)).json()).status).toBe('queued');
     expect((await fetch(`${url}/api/runs/${held}/start`, { method: 'POST' })).status).toBe(401);
     const started = await fetch(`${url}/api/runs/${held}/start`, { method: 'POST', headers: { authorization: admin.authorization } });
     expect(started.status).toBe(202);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { testConfig } from '../helpers/config.ts';
+import { AUTH, testConfig } from '../helpers/config.ts';
 import { freePort } from '../helpers/process.ts';
 import { runLog } from '../helpers/runs.ts';
 import { createWorld, deployCommit, disposeQueues, type World } from '../helpers/world.ts';
@@ -75,7 +75,7 @@ describe('rollout outcomes on the real swarm', () => {
     expect(run.error).toMatch(/rolled back/);
     expect(await serviceImage(svc.healthy)).toBe(seedRef);
     expect(await serviceContents(svc.healthy)).toEqual(['previous\n']);
-    const [p] = (await (await fetch(`${url}/api/pipelines`)).json()).filter((x: any) => x.name === 'healthy');
+    const [p] = (await (await fetch(`${url}/api/pipelines`, AUTH)).json()).filter((x: any) => x.name === 'healthy');
     expect(p.deployed).toBeNull(); // the deployment record only advances on success
   });
 
@@ -100,11 +100,11 @@ describe('rollout outcomes on the real swarm', () => {
       [svc.fleet2, 'rolled_back'],
       [svc.fleet1, 'rolled_back'],
     ]);
-    expect(await (await fetch(`${url}/runs/${run.id}`)).text()).toMatch(/<h2>Services<\/h2>[\s\S]*rolled_back/);
+    expect(await (await fetch(`${url}/runs/${run.id}`, AUTH)).text()).toMatch(/<h2>Services<\/h2>[\s\S]*rolled_back/);
     expect(await serviceImage(svc.fleet1)).toBe(seedRef);
     expect(await serviceImage(svc.fleet2)).toBe(seedRef);
     await waitForContent(svc.fleet1, 'previous\n', 30_000);
-    const [p] = (await (await fetch(`${url}/api/pipelines`)).json()).filter((x: any) => x.name === 'fleet');
+    const [p] = (await (await fetch(`${url}/api/pipelines`, AUTH)).json()).filter((x: any) => x.name === 'fleet');
     expect(p.deployed).toBeNull();
   });
 });

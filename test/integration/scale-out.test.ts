@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { testConfig, testEnv } from '../helpers/config.ts';
+import { testConfig, testEnv, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
 import { waitForRun } from '../helpers/runs.ts';
@@ -64,8 +64,8 @@ describe('scale-out: two worker processes and an HTTP-only server', () => {
     const deadline = Date.now() + 60_000;
     let live = false;
     while (!live && Date.now() < deadline) {
-      const run = await (await fetch(`${url}/api/runs/${a}`)).json();
-      const log = await (await fetch(`${url}/api/runs/${a}/log`)).text();
+      const run = await (await fetch(`${url}/api/runs/${a}`, AUTH)).json();
+      const log = await (await fetch(`${url}/api/runs/${a}/log`, AUTH)).text();
       if (run.status === 'running' && log.includes('slow step')) live = true;
       else if (run.status !== 'queued' && run.status !== 'running') break;
       else await new Promise((r) => setTimeout(r, 100));

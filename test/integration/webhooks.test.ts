@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { queueName } from '../../src/queue/run-queue.ts';
-import { ADMIN_TOKEN, testConfig } from '../helpers/config.ts';
+import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
 import { deliver, example, pushPayload } from '../helpers/github.ts';
 import { disposeQueues } from '../helpers/world.ts';
 
@@ -65,7 +65,7 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
     expect(await jobCount('site')).toBe(1);
     expect(await jobCount('site-mirror')).toBe(1);
 
-    const api = await (await fetch(`${url}/api/runs/${res.body.runs[0]}`)).json();
+    const api = await (await fetch(`${url}/api/runs/${res.body.runs[0]}`, AUTH)).json();
     for (const key of ['id', 'pipeline', 'commit', 'status', 'trigger', 'stages', 'image', 'createdAt', 'startedAt', 'finishedAt', 'error']) {
       expect(api, key).toHaveProperty(key);
     }
@@ -144,22 +144,22 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
   });
 
   it('lists pipelines with lastRun and deployed', async () => {
-    const list = await (await fetch(`${url}/api/pipelines`)).json();
+    const list = await (await fetch(`${url}/api/pipelines`, AUTH)).json();
     expect(list.map((p: { name: string }) => p.name)).toEqual(['site', 'site-mirror', 'other']);
     const site = list[0];
     expect(Object.keys(site)).toEqual(expect.arrayContaining(['name', 'repo', 'branch', 'services', 'lastRun', 'deployed']));
     expect(site.lastRun.status).toBe('queued');
     expect(site.deployed).toBeNull();
     expect(list[2].lastRun).toBeNull();
-    const page = await (await fetch(`${url}/api/pipelines/site/runs?limit=2`)).json();
+    const page = await (await fetch(`${url}/api/pipelines/site/runs?limit=2`, AUTH)).json();
     expect(page.runs).toHaveLength(2);
     expect(page.next).not.toBeNull();
-    const rest = await (await fetch(`${url}/api/pipelines/site/runs?limit=50&before=${page.next}`)).json();
+    const rest = await (await fetch(`${url}/api/pipelines/site/runs?limit=50&before=${page.next}`, AUTH)).json();
     expect(rest.runs.length).toBeGreaterThan(0);
     expect(rest.runs.every((r: { id: string }) => !page.runs.some((p: { id: string }) => p.id === r.id))).toBe(true);
-    expect((await fetch(`${url}/api/pipelines/nope/runs`)).status).toBe(404);
-    expect((await fetch(`${url}/api/pipelines/site/runs?limit=0`)).status).toBe(400);
-    expect((await fetch(`${url}/api/runs/r0000000000nope`)).status).toBe(404);
+    expect((await fetch(`${url}/api/pipelines/nope/runs`, AUTH)).status).toBe(404);
+    expect((await fetch(`${url}/api/pipelines/site/runs?limit=0`, AUTH)).status).toBe(400);
+    expect((await fetch(`${url}/api/runs/r0000000000nope`, AUTH)).status).toBe(404);
   });
 
   it('requires the admin token for rebuild and queues a run with trigger rebuild', async () => {
@@ -174,13 +174,13 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
   });
 
   it('serves the HTML pages', async () => {
-    const home = await fetch(`${url}/`);
+    const home = await fetch(`${url}/`, AUTH);
     expect(home.status).toBe(200);
     const html = await home.text();
     expect(html).toContain('site');
     expect(html).not.toContain(ADMIN_TOKEN);
     const run = daemon.store!.lastRun('site')!;
-    const page = await fetch(`${url}/runs/${run.id}`);
+    const page = await fetch(`${url}/runs/${run.id}`, AUTH);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('Rebuild');
   });

@@ -1,7 +1,8 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { isTerminal } from '../../pipeline/states.ts';
-import type { AppDeps } from '../app.ts';
+import type { ConsoleKit } from '../console.ts';
+import type { LiveSink } from '../live.ts';
 
 const RunParams = Type.Object({ id: Type.String({ pattern: '^r[a-z0-9]{8,30}$' }) });
 const EventsQuery = Type.Object({ after: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
@@ -19,8 +20,62 @@ export const LIVE_TAIL_LINES = 2000;
  * over with nothing new gets 204 (EventSource then stops). 503 when too many views are
  * open or they hold too much unread data.
  */
-export async function liveRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  app.addHook('preClose', async () => deps.live.closeAll());
+export async function liveRoutes(app: FastifyInstance, kit: ConsoleKit): Promise<void> {
+  const deps = kit.deps;
+  app.addHook('preClose', async () => {
+    deps.live.closeAll();
+    kit.overview.close();
+  });
+
+  /**
+   * Checks the client's limits, then takes the response over for an event stream.
+   * Returns the sink and the function to call when the connection closes, or
+   * undefined when the answer (503) was sent.
+   */
+  const openStream = (req: FastifyRequest, reply: FastifyReply): { sink: LiveSink; onClose(release: () => void): void } | undefined => {
+    const admitted = deps.live.admit({ actor: req.actor?.key, address: req.ip });
+    if (typeof admitted === 'string') {
+      void reply.code(503).header('retry-after', '10').send({ error: `${admitted}; close some or retry later` });
+      return undefined;
+    }
+    // From here on the response is ours: Fastify's hooks (and its headers) no longer run.
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      // nginx buffers responses unless told not to; Caddy flushes event streams itself.
+      'x-accel-buffering': 'no',
+      'x-frame-options': 'DENY',
+      'x-content-type-options': 'nosniff',
+    });
+    res.write('retry: 2000\n\n');
+    const sink: LiveSink = {
+      write: (frame) => void res.write(frame),
+      buffered: () => res.writableLength,
+      end: () => res.end(),
+      destroy: () => res.destroy(),
+    };
+    return {
+      sink,
+      // The response's close (not the request's, which fires once a GET is read) is the
+      // connection gone: only then is the view's memory free.
+      onClose: (release) =>
+        res.on('close', () => {
+          release();
+          admitted();
+        }),
+    };
+  };
+
+  /** GET /api/events: `change` whenever what the overview shows may have changed (see OverviewLive). */
+  app.get('/api/events', async (req, reply) => {
+    if (kit.overview.streams >= 1000) return reply.code(503).header('retry-after', '10').send({ error: 'too many live views open; retry later' });
+    const stream = openStream(req, reply);
+    if (!stream) return reply;
+    stream.onClose(kit.overview.watch(stream.sink));
+  });
 
   app.get<{ Params: { id: string }; Querystring: { after?: number } }>(
     '/api/runs/:id/events',
@@ -37,29 +92,9 @@ export async function liveRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
         return reply.code(204).send();
       }
       const after = resumeAt ?? req.query.after ?? deps.store.logTailStart(run.id, LIVE_TAIL_LINES);
-
-      // From here on the response is ours: Fastify's hooks (and its headers) no longer run.
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-        // nginx buffers responses unless told not to; Caddy flushes event streams itself.
-        'x-accel-buffering': 'no',
-        'x-frame-options': 'DENY',
-        'x-content-type-options': 'nosniff',
-      });
-      res.write('retry: 2000\n\n');
-      const release = deps.live.watch(run.id, {
-        write: (frame) => void res.write(frame),
-        buffered: () => res.writableLength,
-        end: () => res.end(),
-        destroy: () => res.destroy(),
-      }, after);
-      // The response's close (not the request's, which fires once a GET is read) is the
-      // connection gone: only then is the view's memory free.
-      res.on('close', release);
+      const stream = openStream(req, reply);
+      if (!stream) return reply;
+      stream.onClose(deps.live.watch(run.id, stream.sink, after));
       req.log.debug({ run: run.id, after }, 'live view opened');
     },
   );

@@ -1,0 +1,1 @@
+export function classAnsi(AnsiUp: unknown): { ansi_to_html(text: string): string };
