@@ -28,7 +28,7 @@ export function reportsSection(fields: IntegrationFields | undefined): SafeHtml 
   if (!fields) return '';
   const { warnings, reports, notifications } = fields;
   if (warnings.length === 0 && reports.github.length === 0 && notifications.length === 0) return '';
-  const runLink = (id: string | null) => (id ? html`<a class="mono" href="/runs/${id}">${id}</a>` : html`<span class="muted">—</span>`);
+  const runLink = (id: string | null) => (id ? html`<a class="mono" href="/runs/${id}" title="${id}">${id.slice(-8)}</a>` : html`<span class="muted">—</span>`);
   return html`<h2 id="reporting">Reporting</h2>
 ${warnings.map((w) => notice('bad', html`<strong>${w.source}:</strong> ${w.message} ${ago(w.at)}`))}
 ${reports.github.length
