@@ -2,7 +2,6 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.ts';
 import type { Config } from './config/types.ts';
 import { formatDuration } from './lib/duration.ts';
-import { withTimeout } from './lib/timeout.ts';
 import { redactUrl } from './git/source.ts';
 import { createLogger } from './lib/logger.ts';
 import { CLIENT_COMMANDS, CLIENT_USAGE, runClient, type ClientCommand } from './client/commands.ts';
@@ -58,12 +57,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (command === 'check-config') {
     process.stdout.write(describe(config));
-    process.stdout.write(await serviceWarnings(config));
+    const { targetWarnings } = await import('./docker/target-check.ts');
+    const warnings = await targetWarnings(config);
+    process.stdout.write(warnings.length ? `${warnings.join('\n')}\n` : '');
     return 0;
   }
   const logger = createLogger(config.logLevel);
   // A daemon outlives a bug in one of its loops: say it loudly, keep serving.
-  process.on('unhandledRejection', (reason) => logger.error({ err: { message: String((reason as Error)?.stack ?? reason) } }, 'unhandled rejection'));
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
   // Loaded here, not at the top: the client commands start fast without the daemon's modules.
   const { startDaemon } = await import('./daemon.ts');
   const daemon = await startDaemon(config, { http: command === 'serve', worker: command === 'worker' || !values['no-worker'], logger });
@@ -102,28 +103,4 @@ if (import.meta.main) {
       process.exitCode = 1;
     },
   );
-}
-
-/**
- * Warnings about the target services as swarm has them now. Docker being unreachable
- * is not a config error: it is said, and the check stays valid.
- */
-async function serviceWarnings(config: Config): Promise<string> {
-  const { createDocker } = await import('./docker/client.ts');
-  const { rolloutWarnings } = await import('./docker/warnings.ts');
-  const lines: string[] = [];
-  for (const p of config.pipelines) {
-    for (const t of p.targets) {
-      const docker = createDocker(t.docker);
-      try {
-        const nodes = ((await withTimeout(docker.listNodes(), 5000)) as { Status?: { State?: string } }[]).filter((n) => n.Status?.State === 'ready').length;
-        const info = (await withTimeout(docker.getService(t.service).inspect(), 5000)) as { Spec: Record<string, any> };
-        for (const w of rolloutWarnings(t.service, p.deploy, info.Spec, Math.max(1, nodes))) lines.push(`warning: ${p.name}: ${w}`);
-      } catch (err) {
-        const status = (err as { statusCode?: number }).statusCode;
-        lines.push(status === 404 ? `warning: ${p.name}: service ${t.service} does not exist on ${t.docker.host} yet` : `note: ${p.name}: could not inspect ${t.service} on ${t.docker.host} (${(err as Error).message}); rollout settings not checked`);
-      }
-    }
-  }
-  return lines.length ? `${lines.join('\n')}\n` : '';
 }

@@ -1,21 +1,21 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from './config/types.ts';
-import { createDocker } from './docker/client.ts';
 import { DockerBuilder } from './docker/build.ts';
+import { createDocker } from './docker/client.ts';
+import { SwarmInspector } from './docker/inspector.ts';
 import { DockerPusher } from './docker/push.ts';
 import { RoutingDeployer } from './docker/routing-deployer.ts';
 import { GitSource } from './git/source.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
-import type { RunEvent } from './pipeline/events.ts';
 import type { RunPorts } from './pipeline/ports.ts';
-import { EventConsumer } from './queue/event-bus.ts';
-import { ControlPublisher } from './queue/control.ts';
-import { RunQueues } from './queue/run-queue.ts';
-import { SwarmInspector } from './docker/inspector.ts';
 import { DriftWatcher } from './monitor/drift.ts';
+import { ControlPublisher } from './queue/control.ts';
+import { EventConsumer, eventStreamKey } from './queue/event-bus.ts';
+import { InstanceRegistry } from './queue/instances.ts';
 import { BranchPoller } from './queue/poller.ts';
+import { connectRedis, waitUntilReady } from './queue/redis.ts';
+import { RunQueues } from './queue/run-queue.ts';
 import { Scheduler } from './queue/scheduler.ts';
 import { WorkerHost } from './queue/worker-host.ts';
 import { openDatabase } from './store/db.ts';
@@ -44,13 +44,17 @@ export interface Daemon {
   live: LiveRuns | undefined;
   /** GitHub reports, notifications, metrics (HTTP process only). */
   integrations: Integrations | undefined;
+  /** The worker side (worker processes only). */
+  worker: WorkerHost | undefined;
+  /** The consumer of worker events (HTTP process only): 'applied' tells what each batch changed. */
+  events: EventConsumer | undefined;
   url: string | undefined;
   close(): Promise<void>;
 }
 
 /** Ports backed by the real engine and git, as configured. */
 export function realPorts(config: Config): RunPorts {
-  const docker = createDocker(config.docker);
+  const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
   return {
     source: new GitSource(config),
     builder: new DockerBuilder(docker, config.registries),
@@ -65,15 +69,13 @@ export function realPorts(config: Config): RunPorts {
  */
 export async function startDaemon(config: Config, opts: DaemonOptions): Promise<Daemon> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  const redisOpts = (extra: RedisOptions): RedisOptions => ({ lazyConnect: false, ...extra });
-  const connections: Redis[] = [];
-  const connect = (extra: RedisOptions) => {
-    const r = new Redis(config.redisUrl, redisOpts(extra));
-    r.on('error', (err) => logger.debug({ err: { message: err.message } }, 'redis connection error'));
-    connections.push(r);
-    return r;
-  };
+  const redis = connectRedis(config.redisUrl, logger);
   const closers: (() => Promise<void>)[] = [];
+
+  // Best effort, never in the way: a check that cannot reach Redis fails at once.
+  const instances = new InstanceRegistry(redis.connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false }), config, logger);
+  instances.start();
+  closers.push(() => instances.stop());
 
   let worker: WorkerHost | undefined;
   if (opts.worker) {
@@ -82,7 +84,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       ports: realPorts(config),
       log: logger,
       // Workers wait out Redis outages instead of failing jobs.
-      connection: () => connect({ maxRetriesPerRequest: null }),
+      connection: () => redis.connect({ maxRetriesPerRequest: null }),
       prefix: config.redisPrefix,
     });
     closers.push(() => worker!.close());
@@ -92,53 +94,44 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   let store: RunStore | undefined;
   let live: LiveRuns | undefined;
   let integrations: Integrations | undefined;
+  let consumer: EventConsumer | undefined;
   let url: string | undefined;
   if (opts.http) {
-    store = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
+    const s = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
+    store = s;
     // Producers fail fast: a webhook must get 503 promptly when Redis is down.
-    const producer = connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
+    const producer = redis.connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
     // Without an offline queue, a command sent before the connection is ready fails at
     // once: a webhook (or /healthz) in the first milliseconds would get a needless 503.
     // So listening waits for Redis a little; a Redis that is down does not stop start-up.
-    const producerReady = new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        producer.off('ready', done);
-        resolve();
-      };
-      const timer = setTimeout(done, 3000);
-      producer.once('ready', done);
-    });
-    const queues = new RunQueues(producer, config.redisPrefix, config.pipelines.map((p) => p.name));
-    const scheduler = new Scheduler({ store, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
-    const poller = new BranchPoller({ config, heads: new GitSource(config), store, scheduler, log: logger });
-    const drift = new DriftWatcher({ config, store, inspector: new SwarmInspector(), log: logger });
-    const s = store;
-    const consumer = new EventConsumer(
-      connect({ maxRetriesPerRequest: null }),
-      config.redisPrefix,
-      (events) => {
-        for (const e of events) {
-          if (!s.apply(e)) logger.warn({ run: e.runId, event: e.type }, 'ignored event that does not fit the run state');
-        }
-      },
-      logger,
-    );
+    const producerReady = waitUntilReady(producer, 3000);
+    const ownStream = eventStreamKey(config.redisPrefix, s.id);
+    const queues = new RunQueues(producer, config, { events: ownStream });
+    const scheduler = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
+    const poller = new BranchPoller({ config, heads: new GitSource(config), store: s, scheduler, log: logger });
+    const drift = new DriftWatcher({ config, store: s, inspector: new SwarmInspector({ sshAuthSock: config.environment.sshAuthSock }), log: logger });
+    // The store's own stream first; `<prefix>:events` still carries reports of workers
+    // that were given no stream (jobs queued before streams were per store).
+    consumer = new EventConsumer(redis.connect({ maxRetriesPerRequest: null }), [ownStream, eventStreamKey(config.redisPrefix)], s, logger);
     const liveRuns = new LiveRuns(s, opts.live);
     live = liveRuns;
-    consumer.on('event', (e: RunEvent) => liveRuns.notify(e.runId));
-    // Reports, notifications and metrics observe applied events; their deliveries go
-    // through a queue of their own and never touch a run.
-    const reports = new Integrations({ config, db: s.db, store: s, driftOf: (p) => drift.driftOf(p), log: logger, ...opts.reports });
-    const outbound = new OutboundQueue({ producer, workerConnection: connect({ maxRetriesPerRequest: null }), prefix: config.redisPrefix, handlers: reports.handlers, log: logger, ...opts.reports });
+    // Every applied change — worker events and the store's own decisions — nudges live views.
+    s.onApplied((events) => {
+      for (const e of events) liveRuns.notify(e.runId);
+    });
+    // Reports, notifications and metrics observe the same applied changes (once each,
+    // after they are committed); their deliveries go through a queue of their own and
+    // never touch a run.
+    const reports = new Integrations({ config, store: s, driftOf: (p) => drift.driftOf(p), log: logger, ...opts.reports });
+    const outbound = new OutboundQueue({ producer, workerConnection: redis.connect({ maxRetriesPerRequest: null }), prefix: config.redisPrefix, storeId: s.id, handlers: reports.handlers, log: logger, ...opts.reports });
     reports.attach(outbound);
     integrations = reports;
-    consumer.on('event', (e: RunEvent) => reports.applied(e));
+    s.onApplied((events) => reports.applied(events));
     consumer.start();
-    const docker = createDocker(config.docker);
+    const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
     app = await buildApp({
       config,
-      store,
+      store: s,
       scheduler,
       poller,
       drift,
@@ -147,7 +140,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       integrations: reports,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
-        { name: 'store', check: async () => void s.db.prepare('SELECT 1').get() },
+        { name: 'store', check: async () => s.ping() },
         { name: 'docker', check: async () => void (await docker.ping()) },
       ],
     });
@@ -160,16 +153,17 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
     url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;
+    const c = consumer;
     closers.unshift(async () => {
       await app!.close();
       poller.stop();
       await drift.stop();
       await scheduler.stop();
-      await consumer.stop();
+      await c.stop();
       reports.stop();
       await outbound.close();
       await queues.close();
-      s.db.close();
+      s.close();
     });
   }
 
@@ -178,10 +172,12 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     store,
     live,
     integrations,
+    worker,
+    events: consumer,
     url,
     async close() {
-      for (const c of closers) await c().catch((err) => logger.warn({ err: { message: (err as Error).message } }, 'error while closing'));
-      for (const r of connections) r.disconnect();
+      for (const c of closers) await c().catch((err: unknown) => logger.warn({ err }, 'error while closing'));
+      redis.disconnectAll();
     },
   };
 }

@@ -1,21 +1,17 @@
 // Removing what a scenario left in Redis and in the Docker engine's image store.
 import { rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { Queue } from 'bullmq';
 import Docker from 'dockerode';
 import { Redis } from 'ioredis';
-import { queueName } from '../../src/queue/run-queue.ts';
 
-/** Obliterates the pipelines' queues and deletes every key under `prefix:` (a per-run prefix). */
-export async function clearRedis(redisUrl: string, prefix: string, pipelines: string[]): Promise<void> {
+/**
+ * Deletes every key under `prefix:` (a per-run prefix): the pipelines' queues (named
+ * `pipeline-<name>-<fingerprint>…`), the event streams and everything else.
+ */
+export async function clearRedis(redisUrl: string, prefix: string, _pipelines: string[] = []): Promise<void> {
   if (!prefix.startsWith('test-')) throw new Error(`refusing to clear Redis prefix "${prefix}": not a per-run prefix`);
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   try {
-    for (const p of pipelines) {
-      const q = new Queue(queueName(p), { connection: redis, prefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close().catch(() => undefined);
-    }
     let cursor = '0';
     for (let i = 0; i < 10_000; i++) {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);

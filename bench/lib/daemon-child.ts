@@ -5,6 +5,7 @@
 import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { queueNamesOf } from '../../src/queue/run-queue.ts';
 import { ADMIN_TOKEN, testConfig, WEBHOOK_SECRET, type TestPipeline } from '../../test/helpers/config.ts';
 
 export interface StartMessage {
@@ -27,6 +28,8 @@ export interface ReadyMessage {
   redisUrl: string;
   redisPrefix: string;
   dataDir: string;
+  /** Each pipeline's run queue (named after its config's fingerprint). */
+  queues: Record<string, string>;
 }
 
 export interface MemMessage {
@@ -69,6 +72,7 @@ async function handle(msg: Incoming): Promise<void> {
       redisUrl: config.redisUrl,
       redisPrefix: config.redisPrefix,
       dataDir: config.dataDir,
+      queues: Object.fromEntries(config.pipelines.map((p) => [p.name, queueNamesOf(config, p.name).run])),
     };
     send(ready);
   } else if (msg.type === 'mem') {

@@ -1,6 +1,6 @@
 // Scenario 4: the UI and API over a big store: 20 pipelines, 10,000 runs and
-// 1,000,000 log lines, filled directly through src/store (RunStore.createRuns / apply /
-// appendLog), then p50/p99 of each page and API route against /healthz in the same run
+// 1,000,000 log lines, filled directly through src/store (RunStore.createRuns / apply,
+// logs as log events), then p50/p99 of each page and API route against /healthz in the same run
 // (interleaved: a /healthz batch right before each route's batch). The log endpoint's
 // memory is watched through the kernel's peak-RSS counter of the daemon process.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -97,7 +97,7 @@ function fillStore(dbPath: string, size: { pipelines: number; runs: number; line
     for (let done = 0; done < count; done += chunkSize) {
       const batch = lines(lineNo, Math.min(chunkSize, count - done));
       lineNo += batch.length;
-      store.appendLog(runId, stage, at, batch);
+      apply({ type: 'log', runId, stage, at, lines: batch });
       chunks++;
       bytes += batch.reduce((a, l) => a + l.length + 1, 0);
     }
@@ -304,7 +304,7 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     const notes = [
       `Memory goal "flat", judged with a slow reader (it pauses 2 ms after every chunk, so the log takes seconds to read): peak RSS growth under half the log's size (at least 4 MiB); a server that held the ${toMiB(fill.bigRunBytes).toFixed(1)} MiB log would grow by at least its size. A fast reader's figure is mostly short-lived garbage (strings from SQLite, Buffers for the socket) made faster than the young generation is collected; the ${toMiB(fill.mediumRunBytes).toFixed(1)} MiB log shows how it scales.`,
       `Store: ${fill.runs} runs over ${size.pipelines} pipelines (1 in 13 failed at build), ${fill.lines} log lines in ${fill.chunks} chunks (20 lines per chunk, the big run 500), ${toMiB(fill.logBytes).toFixed(0)} MiB of log text; the big run's log is ${toMiB(fill.bigRunBytes).toFixed(1)} MiB.`,
-      `Filled through RunStore (createRuns in batches of 100, apply, appendLog) in ${(fill.ms / 1000).toFixed(1)} s (${Math.round(fill.lines / (fill.ms / 1000))} lines/s).`,
+      `Filled through RunStore (createRuns in batches of 100, apply) in ${(fill.ms / 1000).toFixed(1)} s (${Math.round(fill.lines / (fill.ms / 1000))} lines/s).`,
       `One keep-alive connection, requests one after another, timed to the last byte; per round a /healthz batch of the same size runs right before each route; ${size.rounds} round(s), ${size.requests} requests per batch (${size.bigRequests} for the big-log routes).`,
       `/healthz pings Redis, SQLite and the Docker engine: it is the floor of a request that touches the daemon (it answered 503 ${health503} time(s), a check over 2 s on a busy engine).`,
       `Peak RSS growth = the kernel's VmHWM of the daemon during the batch − RSS before it (reset through /proc/PID/clear_refs). Daemon RSS at the end: ${toMiB(rssAfter).toFixed(0)} MiB.`,

@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { queueName } from '../../src/queue/run-queue.ts';
 import { cleanupAll, clearRedis, removeDataDir } from '../lib/cleanup.ts';
 import { startDaemonProcess, type DaemonProcess } from '../lib/daemon-process.ts';
 import { pushBody, signedHeaders } from '../lib/payload.ts';
@@ -69,13 +68,13 @@ async function runScenario(ctx: ScenarioContext): Promise<ScenarioResult> {
     });
     bare = forkChild(join(import.meta.dirname, '..', 'lib', 'bare-server.ts'), { logFile: join(tmp, 'bare.log'), execArgv: [] });
     const bareUrl = (await bare.request<{ url: string }>(undefined, 'ready', 30_000)).url;
-    const { url, secret, dataDir, redisUrl, redisPrefix } = daemon.ready;
+    const { url, secret, dataDir, redisUrl, redisPrefix, queues } = daemon.ready;
     const deployBody = Buffer.from(pushBody(REPO, 'main', SHA));
     const ignoredBody = Buffer.from(pushBody(REPO, 'feature/docs', SHA));
     ctx.log(`payloads: ${deployBody.length} and ${ignoredBody.length} bytes; ${size.connections} connections, ${size.durationS} s per measurement, ${size.rounds} round(s)`);
     const db = new DatabaseSync(join(dataDir, 'deployer.db'), { readOnly: true });
     const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    const queue = new Queue(queueName('site'), { connection: redis, prefix: redisPrefix });
+    const queue = new Queue(queues.site!, { connection: redis, prefix: redisPrefix });
 
     const fire = async (target: Target, round: number, durationS: number): Promise<Measured> => {
       const body = target === 'ignored' ? ignoredBody : deployBody;

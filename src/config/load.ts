@@ -6,6 +6,7 @@ import { parseDuration, parseSize } from '../lib/duration.ts';
 import { Secret } from '../lib/secret.ts';
 import { resolveAuth, resolveTrustProxy } from './auth.ts';
 import { resolveBuild } from './build.ts';
+import { hostEnvironment } from './environment.ts';
 import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { resolveGitHubReporting, resolveMetrics, resolveNotify, resolvePipelineReporting } from './integrations.ts';
@@ -112,6 +113,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
   });
 
   const defaultDocker = endpointOf(c.docker ?? {}, 'docker', base, issues);
+  // Services without an engine of their own are updated through the manager endpoint.
+  const manager = c.docker?.manager ? endpointOf(c.docker.manager, 'docker.manager', base, issues) : defaultDocker;
   const pipelines: PipelineConfig[] = [];
   ((c.pipelines ?? []) as Record<string, any>[]).forEach((p, i) => {
     const path = `pipelines[${i}]`;
@@ -128,7 +131,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     const targets: ServiceTarget[] = [];
     (p.services as (string | { name: string; docker?: Record<string, any> })[]).forEach((entry, j) => {
       const s = typeof entry === 'string' ? entry : entry.name;
-      const docker = typeof entry === 'string' || !entry.docker ? defaultDocker : endpointOf(entry.docker, `${path}.services[${j}].docker`, base, issues);
+      const docker = typeof entry === 'string' || !entry.docker ? manager : endpointOf(entry.docker, `${path}.services[${j}].docker`, base, issues);
       if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s)) issues.push({ path: `${path}.services[${j}]`, message: `"${s}" is not a valid service name` });
       if (seen.has(s)) issues.push({ path: `${path}.services[${j}]`, message: `duplicate service "${s}"` });
       // Two pipelines updating one service would fight over it.
@@ -189,6 +192,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     auth,
     trustProxy,
     docker: defaultDocker,
+    manager,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
     driftIntervalMs,
     http,
@@ -197,6 +201,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     pipelines,
     notify,
     metrics,
+    environment: hostEnvironment(env),
   };
 }
 

@@ -100,7 +100,16 @@ export const ConfigSchema = Type.Object(
     github: Type.Object({ ...SecretFields, ...GitHubReportFields }, closed),
     auth: AuthSchema,
     trustProxy: Type.Optional(TrustProxySchema),
-    docker: Type.Optional(DockerEndpointSchema),
+    docker: Type.Optional(
+      Type.Object(
+        {
+          ...DockerEndpointSchema.properties,
+          // Where service updates go (a swarm manager), when not the engine builds use.
+          manager: Type.Optional(DockerEndpointSchema),
+        },
+        closed,
+      ),
+    ),
     instance: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:/@-]{1,200}$' })),
     driftInterval: Type.Optional(Duration),
     registries: Type.Optional(

@@ -85,6 +85,13 @@ export interface RegistryConfig {
   password: Secret | undefined;
 }
 
+/** What the deployer passes on from its own environment (src/config/environment.ts). */
+export interface HostEnvironment {
+  path: string;
+  home: string;
+  sshAuthSock: string | undefined;
+}
+
 export interface Config {
   /** Absolute path of the file this came from; relative paths in it resolve against its folder. */
   file: string;
@@ -99,7 +106,10 @@ export interface Config {
   auth: AuthConfig;
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
+  /** The engine that builds and pushes. */
   docker: DockerEndpoint;
+  /** The engine service updates go to (`docker.manager`; default `docker`): it must be a swarm manager. */
+  manager: DockerEndpoint;
   /** Names this deployer in the labels of the services it manages (ownership). */
   instance: string;
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
@@ -113,6 +123,7 @@ export interface Config {
   /** Chat and webhook receivers told about runs and drift. */
   notify: NotifyTarget[];
   metrics: MetricsConfig;
+  environment: HostEnvironment;
 }
 
 export type ReportKind = 'deployments' | 'checks';

@@ -1,8 +1,9 @@
 import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import type { RegistryConfig } from '../config/types.ts';
-import { DeployerError, errorMessage, isTransient } from '../lib/errors.ts';
+import { DeployerError, errorMessage } from '../lib/errors.ts';
 import type { Secret } from '../lib/secret.ts';
+import { isTransient } from './transient.ts';
 import type { BuildPort, BuildRequest } from '../pipeline/ports.ts';
 import { registryConfigHeader, credentialsFor } from './auth.ts';
 import { chooseBuilder, pingEngine } from './buildkit/engine.ts';

@@ -3,7 +3,7 @@ import Docker from 'dockerode';
 import type { DockerEndpoint } from '../config/types.ts';
 
 /** dockerode for an endpoint as written in config: unix:///path, tcp://host:port (+TLS), ssh://user@host. */
-export function createDocker(endpoint: DockerEndpoint | string): Docker {
+export function createDocker(endpoint: DockerEndpoint | string, opts: { sshAuthSock?: string | undefined } = {}): Docker {
   const { host, tls } = typeof endpoint === 'string' ? { host: endpoint, tls: undefined } : endpoint;
   if (host.startsWith('unix://')) return new Docker({ socketPath: host.slice('unix://'.length) });
   const url = new URL(host);
@@ -18,7 +18,7 @@ export function createDocker(endpoint: DockerEndpoint | string): Docker {
   }
   if (url.protocol === 'ssh:') {
     // docker-modem runs `docker system dial-stdio` on the remote host over ssh2; keys come from the ssh agent.
-    return new Docker({ protocol: 'ssh', host: url.hostname, port: Number(url.port || 22), username: url.username || 'root', sshOptions: { agent: process.env.SSH_AUTH_SOCK } } as Docker.DockerOptions);
+    return new Docker({ protocol: 'ssh', host: url.hostname, port: Number(url.port || 22), username: url.username || 'root', sshOptions: { agent: opts.sshAuthSock } } as Docker.DockerOptions);
   }
   throw new Error(`unsupported docker host "${host}" (use unix://, tcp:// or ssh://)`);
 }

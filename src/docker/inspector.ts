@@ -6,11 +6,15 @@ import { createDocker } from './client.ts';
 /** Reads services' current spec image, one client per endpoint. */
 export class SwarmInspector implements ServiceInspector {
   readonly #clients = new Map<string, Docker>();
+  readonly #sshAuthSock: string | undefined;
+  constructor(opts: { sshAuthSock?: string | undefined } = {}) {
+    this.#sshAuthSock = opts.sshAuthSock;
+  }
 
   async currentImage(endpoint: DockerEndpoint, service: string): Promise<string | null> {
     let docker = this.#clients.get(endpoint.host);
     if (!docker) {
-      docker = createDocker(endpoint);
+      docker = createDocker(endpoint, { sshAuthSock: this.#sshAuthSock });
       this.#clients.set(endpoint.host, docker);
     }
     try {

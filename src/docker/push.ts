@@ -6,6 +6,7 @@ import type { PushPort } from '../pipeline/ports.ts';
 import { authFor } from './auth.ts';
 import { dockerMessage } from './build.ts';
 import { followJsonStream } from './stream.ts';
+import { isTransient } from './transient.ts';
 
 /** Pushes one tag; the digest is taken from the push's own `aux` message, never a re-read tag. */
 export class DockerPusher implements PushPort {
@@ -22,7 +23,7 @@ export class DockerPusher implements PushPort {
     try {
       response = (await this.#docker.getImage(req.repository).push({ tag: req.tag, authconfig, abortSignal: req.signal } as never)) as unknown as Readable;
     } catch (err) {
-      throw new DeployerError('push_failed', dockerMessage(err), { retryable: true, cause: err });
+      throw new DeployerError('push_failed', dockerMessage(err), { retryable: isTransient(err), cause: err });
     }
     let digest = '';
     try {

@@ -2,7 +2,8 @@ import type Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DeploySettings, RegistryConfig } from '../config/types.ts';
 import { formatDuration } from '../lib/duration.ts';
-import { DeployerError, isTransient } from '../lib/errors.ts';
+import { DeployerError } from '../lib/errors.ts';
+import { isTransient } from './transient.ts';
 import type { DeployPort, DeployRequest, ServiceDeployResult } from '../pipeline/ports.ts';
 import { authFor } from './auth.ts';
 import { dockerMessage } from './build.ts';
@@ -35,7 +36,7 @@ type WatchVerdict =
  * (stop-first, pause on failure) cause downtime and stalls, so the pipeline's rollout
  * settings are written into the service spec with every update.
  */
-export class SwarmDeployer implements DeployPort {
+export class SwarmDeployer implements Pick<DeployPort, 'deploy' | 'restore'> {
   readonly #docker: Docker;
   readonly #registries: RegistryConfig[];
   constructor(docker: Docker, registries: RegistryConfig[]) {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { simpleGit, type SimpleGit } from 'simple-git';
+import type { HostEnvironment } from '../config/types.ts';
 import type { Secret } from '../lib/secret.ts';
 
 /** Marks every process of one git instance (inherited by git's own helpers). */
@@ -15,6 +16,8 @@ const SESSION_VAR = 'DEPLOYER_GIT_SESSION';
  */
 export interface GitOptions {
   baseDir: string;
+  /** PATH and HOME for git (from the config; nothing here reads the process environment). */
+  environment: Pick<HostEnvironment, 'path' | 'home'>;
   signal?: AbortSignal;
   /** Sent as an HTTP Authorization header to https remotes. */
   token?: Secret | undefined;
@@ -24,8 +27,8 @@ export interface GitOptions {
 
 export function createGit(opts: GitOptions): SimpleGit {
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: process.env.HOME ?? '/tmp',
+    PATH: opts.environment.path,
+    HOME: opts.environment.home,
     LANG: 'C.UTF-8',
     LC_ALL: 'C.UTF-8',
     GIT_TERMINAL_PROMPT: '0',

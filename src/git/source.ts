@@ -28,7 +28,8 @@ export class GitSource implements SourcePort, BranchHeadPort {
     const mirror = join(this.#root, 'mirrors', `${pipeline.repo.replace(/[^A-Za-z0-9_.-]/g, '_')}.git`);
     const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
     return this.#locked(mirror, async () => {
-      const git = async (baseDir: string) => createGit({ baseDir, signal, token });
+      const environment = this.#config.environment;
+      const git = async (baseDir: string) => createGit({ baseDir, signal, token, environment });
       try {
         // simple-git refuses a baseDir that does not exist, and --git-dir; so the mirror
         // folder is made first and every command runs inside it.
@@ -62,7 +63,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
         const cleanup = async () => {
           await rm(dir, { recursive: true, force: true });
           // Prints the worktree it removes (never silent: see the fetch comment).
-          await createGit({ baseDir: mirror }).raw(['worktree', 'prune', '--verbose', '--expire', 'now']).catch(() => undefined);
+          await createGit({ baseDir: mirror, environment }).raw(['worktree', 'prune', '--verbose', '--expire', 'now']).catch(() => undefined);
         };
         return { commit, subject, author, dir, files, cleanup };
       } catch (err) {
@@ -81,7 +82,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
   async branchHead(pipeline: PipelineConfig, signal?: AbortSignal): Promise<string> {
     const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
     await mkdir(this.#root, { recursive: true });
-    const out = await createGit({ baseDir: this.#root, signal, token, blockTimeoutMs: 30_000 })
+    const out = await createGit({ baseDir: this.#root, signal, token, blockTimeoutMs: 30_000, environment: this.#config.environment })
       .raw(['ls-remote', '--heads', pipeline.url, `refs/heads/${pipeline.branch}`])
       .catch((err) => {
         throw new DeployerError('git_failed', `git ls-remote ${redactUrl(pipeline.url)}: ${firstLine(err)}`, { retryable: true, cause: err });

@@ -21,7 +21,7 @@ const KNOWN_EVENTS = new Set(['push', 'ping', 'check_run', 'check_suite', 'pull_
 /**
  * The deployer's Prometheus metrics (prom-client), in a registry of their own (tests
  * run several daemons in one process). Counters and histograms are fed by the report
- * observer when it first sees a run finished; gauges are read from the store at scrape
+ * observer on the one applied event that finished a run (RunStore.onApplied); gauges are read from the store at scrape
  * time, so they are right after a restart too.
  */
 export class DeployerMetrics {
@@ -90,9 +90,9 @@ export class DeployerMetrics {
     for (const p of sources.pipelines()) for (const status of TERMINAL) this.#runs.inc({ pipeline: p.name, status }, 0);
   }
 
-  /** A run seen finished for the first time. `receivedAt`: when its push webhook arrived. */
+  /** A run that just finished (called once per run). `receivedAt`: when its push webhook arrived. */
   observeRun(run: RunView, receivedAt: string | undefined): void {
-    this.countRun(run.pipeline, run.status);
+    this.#runs.inc({ pipeline: run.pipeline, status: run.status });
     for (const s of run.stages) {
       if (s.status !== 'succeeded' && s.status !== 'failed' && s.status !== 'cancelled') continue;
       const secs = stageSeconds(s);
@@ -101,11 +101,6 @@ export class DeployerMetrics {
     if (run.status === 'succeeded' && run.trigger === 'push' && receivedAt && run.finishedAt) {
       this.#pushToLive.observe({ pipeline: run.pipeline }, Math.max(0, (Date.parse(run.finishedAt) - Date.parse(receivedAt)) / 1000));
     }
-  }
-
-  /** A finished run that has nothing else to measure (superseded before it started). */
-  countRun(pipeline: string, status: string): void {
-    this.#runs.inc({ pipeline, status });
   }
 
   countWebhook(event: string | undefined, result: string): void {

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
-import { errorMessage } from '../lib/errors.ts';
 import type { ServiceInspector } from '../pipeline/ports.ts';
 import type { RunStore } from '../store/run-store.ts';
 
@@ -40,7 +39,7 @@ export class DriftWatcher {
     if (this.#config.driftIntervalMs <= 0) return;
     const tick = () => {
       this.#running ??= this.check()
-        .catch((err) => this.#log.warn({ err: { message: errorMessage(err) } }, 'drift check failed'))
+        .catch((err: unknown) => this.#log.warn({ err }, 'drift check failed'))
         .finally(() => {
           this.#running = undefined;
         });
@@ -73,7 +72,7 @@ export class DriftWatcher {
         try {
           actual = await this.#inspector.currentImage(target.docker, d.service);
         } catch (err) {
-          this.#log.warn({ pipeline: p.name, service: d.service, err: { message: errorMessage(err) } }, 'drift check failed');
+          this.#log.warn({ pipeline: p.name, service: d.service, err }, 'drift check failed');
           continue;
         }
         if (actual === d.image) continue;

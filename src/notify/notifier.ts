@@ -34,12 +34,13 @@ export class Notifier {
     return this.#config.notify.length > 0;
   }
 
-  observe(run: RunView): void {
+  /** `started`: the run's start was among the changes applied since the last look. */
+  observe(run: RunView, started = false): void {
     if (!this.enabled) return;
     const pipeline = this.#config.pipelines.find((p) => p.name === run.pipeline);
     if (!pipeline) return;
     const previous = run.status === 'succeeded' ? this.#queries.previousOutcome(run.pipeline, run.id) : undefined;
-    const events = runEvents(run, previous);
+    const events = runEvents(run, previous, started);
     if (events.length === 0) return;
     const ctx = this.#context(run, pipeline.repo, pipeline.environment);
     const at = new Date().toISOString();

@@ -18,7 +18,7 @@ export class StopRequest extends Error {
 
 export class StageTimeout extends Error {
   constructor(stage: string, ms: number) {
-    super(`${stage} timed out after ${Math.round(ms / 1000)} s`);
+    super(`${stage} timed out after ${ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`);
     this.name = 'StageTimeout';
   }
 }

@@ -112,6 +112,13 @@ export interface DeployPort {
   deploy(req: DeployRequest): Promise<ServiceDeployResult>;
   /** Brings an already-updated service back to `image` (fleet rollback); outcome rolled_back or failed. */
   restore(req: DeployRequest): Promise<ServiceDeployResult>;
+  /**
+   * False when one of these engines answers and is not a swarm manager (a worker
+   * node's engine: service updates need a manager). Such a worker hands its deploys to
+   * one that reaches a manager. An engine that does not answer counts as able: the
+   * deploy then fails with Docker's own error.
+   */
+  canDeploy(endpoints: DockerEndpoint[]): Promise<boolean>;
 }
 
 export interface RunPorts {

@@ -1,7 +1,8 @@
 /**
- * Run and stage status: closed sets, and every allowed transition in this one file.
- * The store refuses anything else, so a late or duplicated event cannot move a
- * finished run back to life.
+ * Run and stage status: closed sets, and the table of allowed status changes. The
+ * run lifecycle (lifecycle.ts) is the only code that changes a run's state, and it
+ * consults this table for every status change, so a late or duplicated event cannot
+ * move a finished run back to life.
  */
 export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'superseded'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];

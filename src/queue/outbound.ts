@@ -24,7 +24,8 @@ export interface OutboundOptions {
   concurrency?: number;
 }
 
-export const OUTBOUND_QUEUE = 'outbound';
+/** The report queue of one store: its jobs name rows of that store only (see Two deployers, one Redis). */
+export const outboundQueueName = (storeId: string) => `outbound-${storeId}`;
 const ADD_TIMEOUT_MS = 3000;
 
 /**
@@ -44,7 +45,7 @@ export class OutboundQueue {
   readonly #githubAttempts: number;
   readonly #notifyAttempts: number;
 
-  constructor(opts: { producer: Redis; workerConnection: Redis; prefix: string; handlers: OutboundHandlers; log: Logger } & OutboundOptions) {
+  constructor(opts: { producer: Redis; workerConnection: Redis; prefix: string; storeId: string; handlers: OutboundHandlers; log: Logger } & OutboundOptions) {
     this.#connection = opts.producer;
     this.#workerConnection = opts.workerConnection;
     this.#log = opts.log;
@@ -52,9 +53,10 @@ export class OutboundQueue {
     this.#notifyAttempts = opts.notifyAttempts ?? 12;
     const base = opts.baseDelayMs ?? 2_000;
     const max = opts.maxDelayMs ?? 60_000;
-    this.#queue = new Queue<OutboundJob>(OUTBOUND_QUEUE, { connection: opts.producer, prefix: opts.prefix });
+    const name = outboundQueueName(opts.storeId);
+    this.#queue = new Queue<OutboundJob>(name, { connection: opts.producer, prefix: opts.prefix });
     this.#queue.on('error', () => undefined); // surfaced through add()
-    this.#worker = new Worker<OutboundJob>(OUTBOUND_QUEUE, (job) => this.#process(job, opts.handlers), {
+    this.#worker = new Worker<OutboundJob>(name, (job) => this.#process(job, opts.handlers), {
       connection: opts.workerConnection,
       prefix: opts.prefix,
       concurrency: opts.concurrency ?? 4,

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config, PipelineConfig } from '../config/types.ts';
-import { errorMessage } from '../lib/errors.ts';
+import { Refused } from '../lib/errors.ts';
 import type { BranchHeadPort } from '../pipeline/ports.ts';
 import type { RunStore } from '../store/run-store.ts';
 import type { Scheduler } from './scheduler.ts';
@@ -34,7 +34,7 @@ export class BranchPoller {
     for (const p of this.#config.pipelines) {
       if (p.pollMs <= 0) continue;
       const tick = () =>
-        void this.refresh(p.name, 'poll').catch((err) => this.#log.warn({ pipeline: p.name, err: { message: errorMessage(err) } }, 'branch poll failed'));
+        void this.refresh(p.name, 'poll').catch((err: unknown) => this.#log.warn({ pipeline: p.name, err }, 'branch poll failed'));
       const first = setTimeout(tick, 2_000);
       first.unref();
       const every = setInterval(tick, p.pollMs);
@@ -52,7 +52,7 @@ export class BranchPoller {
     const running = this.#inFlight.get(name);
     if (running) return running;
     const pipeline = this.#config.pipelines.find((p) => p.name === name);
-    if (!pipeline) return Promise.reject(new Error(`no pipeline ${name}`));
+    if (!pipeline) return Promise.reject(new Refused(404, `no pipeline ${name}`));
     const p = this.#check(pipeline, trigger, by).finally(() => this.#inFlight.delete(name));
     this.#inFlight.set(name, p);
     return p;

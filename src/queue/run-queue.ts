@@ -1,6 +1,9 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Config } from '../config/types.ts';
+import { QueueUnavailable } from '../lib/errors.ts';
 import { withTimeout } from '../lib/timeout.ts';
+import { pipelineFingerprint } from './fingerprint.ts';
 
 /** What a queued job carries: ids only, never secrets or config. */
 export interface RunJobData {
@@ -11,31 +14,60 @@ export interface RunJobData {
   image?: string;
   /** Last recorded image per service when queued, so the deploy can name drift it replaces. */
   recorded?: Record<string, string>;
+  /** The config it must run with (pipelineFingerprint); its queue is named after it too. */
+  fingerprint?: string;
+  /** The event stream of the store that queued it: where its worker reports. */
+  events?: string;
+  /** 'deploy': only the deploy is left (a worker that reaches no swarm manager built it). */
+  phase?: 'deploy';
+  /** The attempt the deploy continues (deploy phase). */
+  attempt?: number;
 }
 
 const ENQUEUE_TIMEOUT_MS = 3000;
 
-export function queueName(pipeline: string): string {
-  return `pipeline-${pipeline}`;
+/**
+ * A pipeline's queue: `pipeline-<name>-<fingerprint>` (BullMQ names allow no ":"), so
+ * deployers sharing a Redis prefix and pipeline name but not its config never take
+ * each other's jobs. `deploy` is the queue of deploys handed to workers that reach a
+ * swarm manager.
+ */
+export function queueName(pipeline: string, fingerprint: string, kind: 'run' | 'deploy' = 'run'): string {
+  return `pipeline-${pipeline}-${fingerprint}${kind === 'deploy' ? '-deploy' : ''}`;
+}
+
+/** The queue names of one of `config`'s pipelines (tools and tests that look into Redis). */
+export function queueNamesOf(config: Config, pipeline: string): { run: string; deploy: string } {
+  const p = config.pipelines.find((x) => x.name === pipeline);
+  if (!p) throw new Error(`no pipeline ${pipeline}`);
+  const fp = pipelineFingerprint(config, p);
+  return { run: queueName(p.name, fp), deploy: queueName(p.name, fp, 'deploy') };
 }
 
 /**
  * One BullMQ queue per pipeline: a worker per queue with concurrency 1 gives "one run at
- * a time per pipeline" while pipelines proceed in parallel.
+ * a time per pipeline" while pipelines proceed in parallel. The store owner's side:
+ * adding, removing and looking up jobs.
  */
 export class RunQueues {
-  readonly #queues = new Map<string, Queue<RunJobData>>();
+  readonly #queues = new Map<string, { run: Queue<RunJobData>; deploy: Queue<RunJobData>; fingerprint: string }>();
   readonly #connection: Redis;
   readonly #prefix: string;
+  /** Where the workers of these jobs report (the store's event stream). */
+  readonly #events: string | undefined;
 
-  constructor(connection: Redis, prefix: string, pipelines: string[]) {
+  constructor(connection: Redis, config: Config, opts: { events?: string } = {}) {
     this.#connection = connection;
-    this.#prefix = prefix;
-    for (const p of pipelines) {
-      const q = new Queue<RunJobData>(queueName(p), { connection, prefix });
-      // Errors surface through enqueue(); without a listener they would be unhandled.
-      q.on('error', () => undefined);
-      this.#queues.set(p, q);
+    this.#prefix = config.redisPrefix;
+    this.#events = opts.events;
+    for (const p of config.pipelines) {
+      const fingerprint = pipelineFingerprint(config, p);
+      const run = new Queue<RunJobData>(queueName(p.name, fingerprint), { connection, prefix: config.redisPrefix });
+      const deploy = new Queue<RunJobData>(queueName(p.name, fingerprint, 'deploy'), { connection, prefix: config.redisPrefix });
+      // Errors surface through the calls below; without a listener they would be unhandled.
+      run.on('error', () => undefined);
+      deploy.on('error', () => undefined);
+      this.#queues.set(p.name, { run, deploy, fingerprint });
     }
   }
 
@@ -47,16 +79,20 @@ export class RunQueues {
    */
   #bounded<T>(work: () => Promise<T>, what: string): Promise<T> {
     const status = this.#connection.status;
-    if (status === 'reconnecting' || status === 'close' || status === 'end') return Promise.reject(new Error(`Redis is not connected (${status})`));
-    return withTimeout(work(), ENQUEUE_TIMEOUT_MS, what);
+    if (status === 'reconnecting' || status === 'close' || status === 'end') return Promise.reject(new QueueUnavailable(`Redis is not connected (${status})`));
+    return withTimeout(work(), ENQUEUE_TIMEOUT_MS, what).catch((err: unknown) => {
+      throw new QueueUnavailable(`${what}: ${(err as Error).message}`, { cause: err });
+    });
   }
 
+  /** Queues a run; throws QueueUnavailable when Redis did not take it. */
   async enqueue(data: RunJobData): Promise<void> {
     const q = this.#queue(data.pipeline);
+    const job: RunJobData = { ...data, fingerprint: q.fingerprint, ...(this.#events ? { events: this.#events } : {}) };
     // BullMQ waits for a connection indefinitely; a webhook must fail fast instead, so
     // GitHub gets a 503 and redelivers.
     await this.#bounded(
-      () => q.add('run', data, { jobId: data.runId, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } }),
+      () => q.run.add('run', job, { jobId: data.runId, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } }),
       'Redis did not accept the job',
     );
   }
@@ -66,7 +102,7 @@ export class RunQueues {
    * a job a worker holds, so `true` means the run will certainly not start.
    */
   async removeWaiting(pipeline: string, runId: string): Promise<boolean> {
-    const job = await this.#bounded(() => this.#queue(pipeline).getJob(runId), 'Redis did not answer');
+    const job = await this.#bounded(() => this.#queue(pipeline).run.getJob(runId), 'Redis did not answer');
     if (!job) return false;
     try {
       await this.#bounded(() => job.remove(), 'Redis did not answer');
@@ -76,15 +112,26 @@ export class RunQueues {
     }
   }
 
-  /** The job's state, or 'missing' if the queue has no such job. */
+  /**
+   * The run's job state, or 'missing' if the queue has no such job. A run whose deploy
+   * was handed off is judged by its deploy job once its build job is done.
+   */
   async jobState(pipeline: string, runId: string): Promise<{ state: string; failedReason?: string }> {
-    const job = await this.#bounded(() => this.#queue(pipeline).getJob(runId), 'Redis did not answer');
+    const q = this.#queue(pipeline);
+    const run = await this.#state(q.run, runId);
+    if (run.state !== 'completed' && run.state !== 'missing') return run;
+    const deploy = await this.#state(q.deploy, runId);
+    return deploy.state === 'missing' ? run : deploy;
+  }
+
+  async #state(queue: Queue<RunJobData>, runId: string): Promise<{ state: string; failedReason?: string }> {
+    const job = await this.#bounded(() => queue.getJob(runId), 'Redis did not answer');
     if (!job) return { state: 'missing' };
     const state = await this.#bounded(() => job.getState(), 'Redis did not answer');
     return state === 'failed' ? { state, failedReason: job.failedReason } : { state };
   }
 
-  #queue(pipeline: string): Queue<RunJobData> {
+  #queue(pipeline: string): { run: Queue<RunJobData>; deploy: Queue<RunJobData>; fingerprint: string } {
     const q = this.#queues.get(pipeline);
     if (!q) throw new Error(`no queue for pipeline ${pipeline}`);
     return q;
@@ -99,7 +146,7 @@ export class RunQueues {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#queues.values()].map((q) => withTimeout(q.close(), 2000, 'queue close').catch(() => undefined)));
+    const all = [...this.#queues.values()].flatMap((q) => [q.run, q.deploy]);
+    await Promise.all(all.map((q) => withTimeout(q.close(), 2000, 'queue close').catch(() => undefined)));
   }
 }
-

@@ -2,25 +2,41 @@ import { hostname } from 'node:os';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Config } from '../config/types.ts';
+import type { Config, PipelineConfig } from '../config/types.ts';
+import { withTimeout } from '../lib/timeout.ts';
 import { StopRequest } from '../pipeline/cancel.ts';
 import type { RunPorts } from '../pipeline/ports.ts';
-import { executeRun, type RunOutcome } from '../pipeline/runner.ts';
-import { withTimeout } from '../lib/timeout.ts';
+import { endWithoutRunning, executeRun, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
 import { RedisCheckpoints } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
+import { pipelineFingerprint } from './fingerprint.ts';
+import { NewestSuccess } from './newest-success.ts';
 import { queueName, type RunJobData } from './run-queue.ts';
 
 /** How long a graceful shutdown waits for a deploy that is being watched. */
 const SHUTDOWN_DEPLOY_WAIT_MS = 120_000;
 
+/** One pipeline's queues as this worker sees them. */
+interface PipelineQueues {
+  pipeline: PipelineConfig;
+  run: string;
+  deploy: string;
+  /** Producer side of the deploy queue, for hand-offs. */
+  deployQueue: Queue<RunJobData, RunOutcome>;
+}
+
 /**
  * Runs jobs from every pipeline's queue (one at a time per pipeline, at most
  * `worker.concurrency` in all). Knows nothing of the store: everything it learns goes
- * out as events on Redis (event-bus.ts). Stop requests arrive on the control channel.
- * If this process dies, BullMQ's stall detection hands the job to another worker,
- * which starts over, or resumes watching the deploy from the run's checkpoint.
+ * out as events on Redis (event-bus.ts), to the stream named in the job. Stop requests
+ * arrive on the control channel. If this process dies, BullMQ's stall detection hands
+ * the job to another worker, which starts over, or resumes watching the deploy from the
+ * run's checkpoint.
+ *
+ * Roles: every worker builds and pushes. A worker whose engines answer as a swarm
+ * manager also takes the pipeline's deploy queue; one that reaches no manager hands
+ * each deploy to that queue once the image is pushed.
  */
 export class WorkerHost {
   readonly #workers: Worker<RunJobData, RunOutcome>[] = [];
@@ -28,45 +44,78 @@ export class WorkerHost {
   readonly #ports: RunPorts;
   readonly #log: Logger;
   readonly #id = `${hostname()}-${process.pid}`;
+  readonly #connection: () => Redis;
   readonly #reporterRedis: Redis;
   readonly #prefix: string;
   readonly #checkpoints: RedisCheckpoints;
+  readonly #newest: NewestSuccess;
   readonly #control: ControlSubscriber;
   readonly #active = new Map<string, AbortController>();
-  readonly #queues = new Map<string, Queue<RunJobData, RunOutcome>>();
+  readonly #queues = new Map<string, PipelineQueues>();
   #slots: number;
   #closing = false;
+  readonly #roles: Promise<void>;
 
   constructor(opts: { config: Config; ports: RunPorts; log: Logger; connection: () => Redis; prefix: string }) {
     this.#config = opts.config;
     this.#ports = opts.ports;
     this.#log = opts.log;
     this.#prefix = opts.prefix;
+    this.#connection = opts.connection;
     this.#slots = opts.config.worker.concurrency;
     this.#reporterRedis = opts.connection();
     this.#checkpoints = new RedisCheckpoints(this.#reporterRedis, opts.prefix);
+    this.#newest = new NewestSuccess(this.#reporterRedis, opts.prefix);
     this.#control = new ControlSubscriber(opts.connection(), this.#reporterRedis, opts.prefix, (msg) => this.#stop(msg));
     for (const p of opts.config.pipelines) {
-      const worker = new Worker<RunJobData, RunOutcome>(queueName(p.name), (job, token) => this.#process(job, token), {
-        connection: opts.connection(),
-        prefix: opts.prefix,
-        concurrency: 1,
-        // A dead worker's job is noticed within lockDuration + stalledInterval.
-        lockDuration: opts.config.worker.deadAfterMs,
-        stalledInterval: Math.max(1000, Math.round(opts.config.worker.deadAfterMs / 2)),
-        // Retried once after a crash, then failed (the store side records why).
-        maxStalledCount: 1,
-      });
-      worker.on('error', (err) => this.#log.warn({ err: { message: err.message }, pipeline: p.name }, 'worker error'));
-      this.#workers.push(worker);
-      const queue = new Queue<RunJobData, RunOutcome>(queueName(p.name), { connection: this.#reporterRedis, prefix: opts.prefix });
-      queue.on('error', () => undefined);
-      this.#queues.set(p.name, queue);
+      const fp = pipelineFingerprint(opts.config, p);
+      const q: PipelineQueues = { pipeline: p, run: queueName(p.name, fp), deploy: queueName(p.name, fp, 'deploy'), deployQueue: new Queue(queueName(p.name, fp, 'deploy'), { connection: this.#reporterRedis, prefix: opts.prefix }) };
+      q.deployQueue.on('error', () => undefined);
+      this.#queues.set(p.name, q);
+      this.#startWorker(q.run, p.name);
     }
+    this.#roles = this.#takeDeploys();
   }
 
   get id(): string {
     return this.#id;
+  }
+
+  /** Resolves once this worker knows which deploy queues it serves (tests, start-up log). */
+  ready(): Promise<void> {
+    return this.#roles;
+  }
+
+  #startWorker(name: string, pipeline: string): void {
+    const worker = new Worker<RunJobData, RunOutcome>(name, (job, token) => this.#process(job, token), {
+      connection: this.#connection(),
+      prefix: this.#prefix,
+      concurrency: 1,
+      // A dead worker's job is noticed within lockDuration + stalledInterval.
+      lockDuration: this.#config.worker.deadAfterMs,
+      stalledInterval: Math.max(1000, Math.round(this.#config.worker.deadAfterMs / 2)),
+      // Retried once after a crash, then failed (the store side records why).
+      maxStalledCount: 1,
+    });
+    worker.on('error', (err) => this.#log.warn({ err, pipeline }, 'worker error'));
+    if (this.#slots <= 0) worker.pause(true);
+    this.#workers.push(worker);
+  }
+
+  /** Serves the deploy queue of each pipeline whose engines answer as swarm managers. */
+  async #takeDeploys(): Promise<void> {
+    for (const q of this.#queues.values()) {
+      const endpoints = q.pipeline.targets.map((t) => t.docker);
+      const manager = endpoints.length === 0 || (await this.#ports.deployer.canDeploy(endpoints).catch(() => true));
+      if (this.#closing) return;
+      if (!manager) {
+        this.#log.info({ pipeline: q.pipeline.name, engines: [...new Set(endpoints.map((e) => e.host))] }, 'no swarm manager answers here: this worker builds and pushes, and hands deploys to one that does');
+        continue;
+      }
+      // One deploy at a time per pipeline, across every worker.
+      await q.deployQueue.setGlobalConcurrency(1).catch((err: unknown) => this.#log.warn({ err, pipeline: q.pipeline.name }, 'could not limit deploy concurrency'));
+      this.#startWorker(q.deploy, q.pipeline.name);
+    }
   }
 
   #stop(msg: StopMessage): void {
@@ -78,27 +127,26 @@ export class WorkerHost {
 
   async #process(job: Job<RunJobData, RunOutcome>, token: string | undefined): Promise<RunOutcome> {
     const { runId } = job.data;
-    const pipeline = this.#config.pipelines.find((p) => p.name === job.data.pipeline);
-    const reporter = new StreamReporter(this.#reporterRedis, this.#prefix, pipeline?.retention.logBytes);
-    const log = this.#log.child({ run: runId, pipeline: job.data.pipeline, commit: job.data.commit });
-    if (!pipeline) {
-      const at = new Date().toISOString();
-      reporter.emit({ type: 'run.finished', runId, status: 'failed', at, error: `pipeline ${job.data.pipeline} is not configured on worker ${this.#id}` });
+    const q = this.#queues.get(job.data.pipeline);
+    const pipeline = q?.pipeline;
+    const reporter = new StreamReporter(this.#reporterRedis, this.#prefix, pipeline?.retention.logBytes, job.data.events ? { stream: job.data.events } : {});
+    const log = this.#log.child({ run: runId, pipeline: job.data.pipeline, commit: job.data.commit, exec: reporter.exec });
+    const finishUnstarted = async (outcome: RunOutcome & { status: 'failed' | 'superseded'; error: string }) => {
+      endWithoutRunning({ runId, worker: this.#id, attempt: (job.data.attempt ?? 1) + (job.stalledCounter ?? 0), ...(job.data.phase ? { phase: job.data.phase } : {}) }, reporter, outcome);
       await reporter.flush();
-      return { status: 'failed' };
+      return outcome;
+    };
+    if (!q || !pipeline || (job.data.fingerprint !== undefined && job.data.fingerprint !== pipelineFingerprint(this.#config, pipeline))) {
+      // Queues are named by fingerprint, so this means the job was put in the wrong queue by hand.
+      return finishUnstarted({ status: 'failed', error: `pipeline ${job.data.pipeline} is not configured like this on worker ${this.#id}`, reported: true });
     }
     const controller = new AbortController();
     this.#active.set(runId, controller);
     try {
-      const newer = await this.#newerSuccess(job);
+      const newer = await this.#newest.newerThan(q.run, runId);
       if (newer) {
-        // Only after a crash can an older run start after a newer one finished
-        // (the newer job was free while the dead worker's lock expired): never
-        // deploy it over the newer commit.
         log.info({ newer }, 'a newer run already deployed: superseded');
-        reporter.emit({ type: 'run.finished', runId, status: 'superseded', at: new Date().toISOString(), error: `superseded by ${newer}`, supersededBy: newer });
-        await reporter.flush();
-        return { status: 'superseded', supersededBy: newer };
+        return finishUnstarted({ status: 'superseded', error: `superseded by ${newer}`, supersededBy: newer, reported: true });
       }
       if (!this.#tryAcquire()) {
         // This process is full: hand the job back so an idle worker (maybe on another
@@ -109,16 +157,29 @@ export class WorkerHost {
       try {
         const early = await this.#control.pending(runId);
         if (early) controller.abort(new StopRequest(early.kind, early.message, early.supersededBy));
-        log.info({ attempt: 1 + (job.stalledCounter ?? 0) }, 'run started');
-        const outcome = await executeRun(
-          // Attempts count workers that died holding the job, not hand-backs or parking.
-          { runId, pipeline, commit: job.data.commit, worker: this.#id, attempt: 1 + (job.stalledCounter ?? 0), instance: this.#config.instance, ...(job.data.image ? { image: job.data.image } : {}), ...(job.data.recorded ? { recorded: job.data.recorded } : {}) },
-          this.#ports,
-          reporter,
-          controller.signal,
-          this.#checkpoints,
-        );
+        // Attempts count workers that died holding the job, not hand-backs or parking.
+        const attempt = (job.data.attempt ?? 1) + (job.stalledCounter ?? 0);
+        log.info({ attempt, phase: job.data.phase ?? 'run' }, 'run started');
+        const runJob: RunJob = {
+          runId, pipeline, commit: job.data.commit, worker: this.#id, attempt, instance: this.#config.instance,
+          ...(job.data.image ? { image: job.data.image } : {}),
+          ...(job.data.recorded ? { recorded: job.data.recorded } : {}),
+          ...(job.data.phase ? { phase: job.data.phase } : {}),
+        };
+        const outcome = await executeRun(runJob, {
+          ports: this.#ports,
+          report: reporter,
+          stop: controller.signal,
+          checkpoints: this.#checkpoints,
+          handoff: { handOff: (j) => this.#handOff(q, job.data, j.attempt) },
+        });
         log.info({ status: outcome.status, error: outcome.error }, 'run finished');
+        if (outcome.status === 'succeeded') await this.#newest.record(q.run, runId).catch((err: unknown) => log.warn({ err }, 'could not record the newest success'));
+        if (!outcome.reported) {
+          // The store never heard the outcome: fail the job, so the store's reconcile
+          // loop ends the run with this reason instead of leaving it running.
+          throw new Error(`the run ended ${outcome.status} but its events could not be published`);
+        }
         if (outcome.status === 'parked') {
           // Back to the queue without counting as a failure: the next start runs it.
           await job.moveToDelayed(Date.now() + 1000, token);
@@ -133,13 +194,10 @@ export class WorkerHost {
     }
   }
 
-  /** The id of a newer run of the same pipeline that already succeeded, if any. */
-  async #newerSuccess(job: Job<RunJobData, RunOutcome>): Promise<string | undefined> {
-    const queue = this.#queues.get(job.data.pipeline);
-    if (!queue) return undefined;
-    const done = await queue.getJobs(['completed'], 0, 20, false).catch(() => []);
-    // Run ids sort by creation time (src/store/ids.ts).
-    return done.find((j) => j.id !== undefined && j.id > job.data.runId && j.returnvalue?.status === 'succeeded')?.id;
+  /** Queues the deploy of a built run where workers that reach a swarm manager listen. */
+  async #handOff(q: PipelineQueues, data: RunJobData, attempt: number): Promise<void> {
+    const { phase: _phase, attempt: _attempt, ...rest } = data;
+    await q.deployQueue.add('deploy', { ...rest, phase: 'deploy', attempt }, { jobId: data.runId, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } });
   }
 
   /** Takes a run slot; when the last one is taken, stops fetching jobs until one frees. */
@@ -161,17 +219,18 @@ export class WorkerHost {
    */
   async close(): Promise<void> {
     this.#closing = true;
+    await this.#roles.catch(() => undefined);
     const closing = this.#workers.map((w) => w.close());
     for (const [runId, controller] of this.#active) {
       this.#log.info({ run: runId }, 'parking run for shutdown');
       controller.abort(new StopRequest('shutdown', 'the worker is shutting down; the run resumes on the next start'));
     }
-    await withTimeout(Promise.all(closing), SHUTDOWN_DEPLOY_WAIT_MS, 'workers did not stop').catch((err) => {
-      this.#log.warn({ err: { message: (err as Error).message } }, 'forcing worker shutdown');
+    await withTimeout(Promise.all(closing), SHUTDOWN_DEPLOY_WAIT_MS, 'workers did not stop').catch((err: unknown) => {
+      this.#log.warn({ err }, 'forcing worker shutdown');
       return Promise.all(this.#workers.map((w) => w.close(true)));
     });
     this.#control.close();
-    await Promise.all([...this.#queues.values()].map((q) => withTimeout(q.close(), 2000, 'queue close').catch(() => undefined)));
+    await Promise.all([...this.#queues.values()].map((q) => withTimeout(q.deployQueue.close(), 2000, 'queue close').catch(() => undefined)));
     this.#reporterRedis.disconnect();
   }
 }

@@ -1,15 +1,14 @@
-import type { DatabaseSync } from 'node:sqlite';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { DeployerMetrics } from '../metrics/metrics.ts';
 import type { DriftEntry } from '../monitor/drift.ts';
 import { Notifier } from '../notify/notifier.ts';
-import type { RunEvent } from '../pipeline/events.ts';
+import type { LifecycleEvent } from '../pipeline/lifecycle.ts';
 import { isTerminal } from '../pipeline/states.ts';
-import { NotificationStore } from '../store/notification-store.ts';
-import { ReportStore } from '../store/report-store.ts';
-import { ReportQueries } from '../store/report-queries.ts';
+import type { NotificationStore } from '../store/notification-store.ts';
+import type { ReportStore } from '../store/report-store.ts';
+import type { ReportQueries } from '../store/report-queries.ts';
 import type { RunStore, RunView } from '../store/run-store.ts';
 import { OctokitGitHub, type GitHubApi } from './github/octokit.ts';
 import { GitHubReporter } from './github/reporter.ts';
@@ -30,17 +29,19 @@ export interface IntegrationsOptions {
   githubApi?: GitHubApi;
 }
 
-const SETTLED_KEEP_MS = 15 * 60_000;
-
 /**
  * Everything that reports runs to the outside — GitHub, chat and webhooks, Prometheus —
- * hanging off one observer on the store owner: `applied(events)` is called after the
- * event consumer applied worker events, and a sweep (every few seconds) covers what the
- * store changed by itself (a waiting run superseded or cancelled, a run failed by
- * reconcile) and drift. Each run that changed is read from the store and handed to the
- * GitHub reporter, the notifier and the metrics, which compare with what they already
- * did: a repeated or missed nudge costs nothing. Nothing here can throw into the
- * consumer, block it, or touch a run.
+ * hanging off one observer on the store owner: `applied(events)` is RunStore's
+ * notification of applied changes (RunStore.onApplied): called once per applied
+ * transition, after its transaction committed, never for a duplicate or refused event,
+ * for worker events and the store's own decisions (a waiting run superseded or
+ * cancelled, a run failed by reconcile, runs recorded superseded at ingest) alike.
+ * Each run that changed is read from the store and handed to the GitHub reporter and
+ * the notifier, which compare with what they already queued (so a run read twice sends
+ * nothing twice); metrics count a run on the one event that finished it. A sweep every
+ * few seconds does what no run event announces: drift, GitHub reports still open after
+ * a restart, queueing again what is pending (jobs lost while Redis was away), pruning.
+ * Nothing here can throw into the store, block it, or touch a run.
  */
 export class Integrations {
   readonly metrics: DeployerMetrics;
@@ -54,25 +55,23 @@ export class Integrations {
   readonly #driftOf: (pipeline: string) => DriftEntry[] | null;
   readonly #log: Logger;
   readonly #sweepMs: number;
-  /** Where the sweep's look at finished runs resumes: runs finished before this process started are not news. */
-  #cursor = { at: new Date().toISOString(), seq: 0 };
-  /** Runs already seen finished (counted in metrics), with when: a sweep skips them. */
-  readonly #settled = new Map<string, number>();
   readonly #changed = new Set<string>();
+  /** Runs whose start was applied since the last look (a start and an end applied together still announce the start). */
+  readonly #started = new Set<string>();
   #outbox: Outbox | undefined;
   #flushScheduled = false;
   #timer: NodeJS.Timeout | undefined;
   #sweeps = 0;
 
-  constructor(opts: { config: Config; db: DatabaseSync; store: RunStore; driftOf: (pipeline: string) => DriftEntry[] | null; log: Logger } & IntegrationsOptions) {
+  constructor(opts: { config: Config; store: RunStore; driftOf: (pipeline: string) => DriftEntry[] | null; log: Logger } & IntegrationsOptions) {
     this.#config = opts.config;
     this.#store = opts.store;
     this.#driftOf = opts.driftOf;
     this.#log = opts.log.child({ component: 'reports' });
     this.#sweepMs = opts.sweepMs ?? 5_000;
-    this.reports = new ReportStore(opts.db);
-    this.notifications = new NotificationStore(opts.db);
-    this.#queries = new ReportQueries(opts.db);
+    this.reports = opts.store.reports;
+    this.notifications = opts.store.notifications;
+    this.#queries = opts.store.reportQueries;
     const outbox = (): Outbox => {
       if (!this.#outbox) throw new Error('report queue not attached');
       return this.#outbox;
@@ -108,18 +107,41 @@ export class Integrations {
     this.#outbox = outbox;
   }
 
-  /** The store owner applied these worker events: look at the runs they changed (log lines change nothing here). */
-  applied(events: RunEvent | RunEvent[]): void {
-    for (const e of Array.isArray(events) ? events : [events]) if (e.type !== 'log') this.#changed.add(e.runId);
+  /**
+   * The store applied these changes (RunStore.onApplied: once each, after the commit).
+   * A run's finishing event is counted in the metrics at once, exactly once; the runs
+   * that changed are looked at once per turn of the event loop (log lines change
+   * nothing here).
+   */
+  applied(events: readonly LifecycleEvent[]): void {
+    for (const e of events) {
+      if (e.type === 'log') continue;
+      this.#changed.add(e.runId);
+      if (e.type === 'run.started') this.#started.add(e.runId);
+      // No event applies to a finished run (except its worker's last log lines), so the
+      // event that finished it is applied once: the run is counted once.
+      if (e.type === 'store.finished' || (e.type === 'run.finished' && isTerminal(e.status))) this.#countFinished(e.runId);
+    }
     if (this.#changed.size === 0 || this.#flushScheduled) return;
     // Once per turn of the event loop: a batch of events for one run is one look.
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
       const ids = [...this.#changed];
+      const started = new Set(this.#started);
       this.#changed.clear();
-      for (const id of ids) this.#observeId(id);
+      this.#started.clear();
+      for (const id of ids) this.#observeId(id, started.has(id));
     });
+  }
+
+  #countFinished(runId: string): void {
+    this.#guard(() => {
+      const run = this.#store.getRun(runId);
+      if (!run) return;
+      const receivedAt = run.deliveryId ? (this.#queries.deliveryReceivedAt(run.deliveryId) ?? run.createdAt) : run.createdAt;
+      this.metrics.observeRun(run, receivedAt);
+    }, runId);
   }
 
   start(): void {
@@ -140,34 +162,16 @@ export class Integrations {
   }
 
   /**
-   * Looks at what no event announced: runs finished lately (since this process started)
-   * and not seen finished yet, runs GitHub still shows as in progress, drift; now and
-   * then queues again what is pending (jobs lost while Redis was away) and prunes.
+   * Looks at what no run event announces: drift; GitHub reports still open (a restart
+   * between a change and its look, or reports a GitHub outage held back); now and then
+   * queues again what is pending (jobs lost while Redis was away) and prunes.
    */
   sweep(): void {
-    const now = Date.now();
-    // Runs finished since the last sweep, page by page (a burst of pushes ends thousands
-    // of runs superseded at ingest: those only need counting, not a full read).
-    for (let page = 0; page < 20; page++) {
-      const rows = this.#queries.finishedAfter(this.#cursor);
-      for (const r of rows) {
-        this.#cursor = { at: r.finishedAt, seq: r.seq };
-        if (this.#settled.has(r.id)) continue;
-        if (r.status === 'superseded' && !r.started) {
-          this.#settled.set(r.id, now);
-          this.#guard(() => this.metrics.countRun(r.pipeline, r.status), r.id);
-        } else {
-          this.#observeId(r.id);
-        }
-      }
-      if (rows.length < 1000) break;
-    }
-    if (this.#github) for (const id of this.reports.openReports()) if (!this.#settled.has(id)) this.#observeId(id);
+    if (this.#github) for (const id of this.reports.openReports()) this.#observeId(id);
     for (const p of this.#config.pipelines) {
       const drift = this.#driftOf(p.name);
       if (drift) this.#guard(() => this.#notifier.observeDrift(p.name, drift), p.name);
     }
-    for (const [id, at] of this.#settled) if (now - at > SETTLED_KEEP_MS) this.#settled.delete(id);
     this.#sweeps++;
     if (this.#sweeps % 6 === 1) {
       this.#guard(() => this.#github?.requeuePending(), 'requeue');
@@ -186,7 +190,7 @@ export class Integrations {
     return integrationFields(this.reports, this.notifications, pipeline);
   }
 
-  #observeId(runId: string): void {
+  #observeId(runId: string, started = false): void {
     let run: RunView | undefined;
     try {
       run = this.#store.getRun(runId);
@@ -194,17 +198,13 @@ export class Integrations {
       this.#log.warn({ run: runId, err: { message: errorMessage(err) } }, 'could not read a run to report it');
       return;
     }
-    if (run) this.observe(run);
+    if (run) this.observe(run, started);
   }
 
   /** Hands one run to each reporter; a failure in one never stops the others. */
-  observe(run: RunView): void {
+  observe(run: RunView, started = false): void {
     if (this.#github) this.#guard(() => this.#github!.observe(run), run.id);
-    this.#guard(() => this.#notifier.observe(run), run.id);
-    if (isTerminal(run.status) && !this.#settled.has(run.id)) {
-      this.#settled.set(run.id, Date.now());
-      this.#guard(() => this.metrics.observeRun(run, run.deliveryId ? (this.#queries.deliveryReceivedAt(run.deliveryId) ?? run.createdAt) : run.createdAt), run.id);
-    }
+    this.#guard(() => this.#notifier.observe(run, started), run.id);
   }
 
   #guard(fn: () => void, what: string): void {

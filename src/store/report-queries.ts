@@ -22,18 +22,6 @@ export class ReportQueries {
     return stmt;
   }
 
-  /**
-   * Runs that finished after the cursor (finish time, then insertion order), oldest
-   * first: changes the store made by itself included. `started`: whether a worker ever
-   * started it (a run superseded while waiting did not).
-   */
-  finishedAfter(cursor: { at: string; seq: number }, limit = 1000): { id: string; pipeline: string; status: RunStatus; started: boolean; finishedAt: string; seq: number }[] {
-    const rows = this.#sql(
-      'SELECT id, pipeline, status, started_at, finished_at, seq FROM runs WHERE finished_at IS NOT NULL AND (finished_at, seq) > (?, ?) ORDER BY finished_at, seq LIMIT ?',
-    ).all(cursor.at, cursor.seq, limit) as { id: string; pipeline: string; status: RunStatus; started_at: string | null; finished_at: string; seq: number }[];
-    return rows.map((r) => ({ id: r.id, pipeline: r.pipeline, status: r.status, started: r.started_at !== null, finishedAt: r.finished_at, seq: r.seq }));
-  }
-
   /** How the pipeline's last decided run before `runId` ended (succeeded or failed), if any. */
   previousOutcome(pipeline: string, runId: string): RunStatus | undefined {
     const row = this.#sql(

@@ -1,10 +1,11 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
+import { httpAnswer } from '../lib/errors.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import type { DriftWatcher } from '../monitor/drift.ts';
 import type { BranchPoller } from '../queue/poller.ts';
-import { QueueUnavailable, type Scheduler } from '../queue/scheduler.ts';
+import type { Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
 import { consoleRoutes } from './console.ts';
 import type { LiveRuns } from './live.ts';
@@ -60,16 +61,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
   });
 
-  // One error handler: client errors keep their message, server errors never leak details.
-  app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, req, reply) => {
-    // Not queued means not accepted: the client should retry, nothing was recorded.
-    if (err instanceof QueueUnavailable) return reply.code(503).send({ error: 'queue unavailable; retry later' });
-    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (status >= 500) {
-      req.log.error({ err: { message: err.message } }, 'request failed');
-      return reply.code(status).send({ error: 'internal error' });
-    }
-    return reply.code(status).send({ error: err.message });
+  // One error handler, one mapping (httpAnswer): refusals keep their message, a service
+  // that is down gets 503, and a server error never leaks its details (they are logged).
+  app.setErrorHandler((err: unknown, req, reply) => {
+    const answer = httpAnswer(err);
+    if (answer.log) req.log.error({ err, method: req.method, url: req.url.split('?')[0] }, 'request failed');
+    return reply.code(answer.status).send({ error: answer.message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
   // Both hooks run on every request: callback style (no promise each), and the log

@@ -2,10 +2,11 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { httpAnswer } from '../lib/errors.ts';
+import type { AuditStore } from '../store/audit-store.ts';
+import type { RunQueries } from '../store/run-queries.ts';
+import type { SessionStore } from '../store/session-store.ts';
 import type { Role } from '../config/auth.ts';
-import { AuditStore } from '../store/audit-store.ts';
-import { RunQueries } from '../store/run-queries.ts';
-import { SessionStore } from '../store/session-store.ts';
 import type { AppDeps } from './app.ts';
 import { assetRoutes, loadAssets } from './assets.ts';
 import { Authenticator } from './auth/actor.ts';
@@ -73,10 +74,7 @@ export function safeNext(next: unknown): string {
  * unless its route says `access: 'public'`.
  */
 export async function consoleRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  const db = deps.store.db;
-  const sessions = new SessionStore(db);
-  const audit = new AuditStore(db);
-  const queries = new RunQueries(db, deps.store);
+  const { sessions, audit, queries } = deps.store;
   const authenticator = new Authenticator(deps.config.auth, sessions);
   const auditor = new Auditor(audit, deps.logger);
   const assets = loadAssets();
@@ -133,19 +131,14 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps): Promis
   });
 
   // Client errors of form posts (a stale CSRF token, a bad field) are pages, not JSON.
-  app.setErrorHandler((err: { statusCode?: number; message: string }, req, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) {
-      req.log.error({ err: { message: err.message } }, 'request failed');
-      if (req.routeOptions.config.audit) req.auditDetail = 'internal error';
-    } else if (req.routeOptions.config.audit) {
-      req.auditDetail = err.message;
-    }
-    // Not queued means not accepted: the client should retry, nothing was recorded.
-    const text = (err as { code?: string }).code === 'queue_unavailable' ? 'queue unavailable; retry later' : status === 500 ? 'internal error' : err.message;
-    const code = (err as { code?: string }).code === 'queue_unavailable' ? 503 : status;
-    if (wantsHtml(req) && req.method !== 'GET') return kit.message(req, reply, code, code === 403 ? 'Refused' : 'Not done', code === 403 ? `${text}: reload the page and try again.` : text);
-    return reply.code(code).send({ error: text });
+  // What each error is answered is the one mapping's (httpAnswer), here as elsewhere.
+  app.setErrorHandler((err: unknown, req, reply) => {
+    const answer = httpAnswer(err);
+    if (answer.log) req.log.error({ err, method: req.method, url: req.url.split('?')[0] }, 'request failed');
+    if (req.routeOptions.config.audit) req.auditDetail = answer.message;
+    const { status, message: text } = answer;
+    if (wantsHtml(req) && req.method !== 'GET') return kit.message(req, reply, status, status === 403 ? 'Refused' : 'Not done', status === 403 ? `${text}: reload the page and try again.` : text);
+    return reply.code(status).send({ error: text });
   });
 
   assetRoutes(app, assets);
@@ -161,7 +154,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps): Promis
       sessions.pruneExpired();
       audit.prune(AUDIT_RETENTION_MS);
     } catch (err) {
-      deps.logger.warn({ err: { message: (err as Error).message } }, 'session/audit housekeeping failed');
+      deps.logger.warn({ err }, 'session/audit housekeeping failed');
     }
   };
   housekeeping();

@@ -44,6 +44,10 @@ export interface TestPipeline {
 export function testConfig(opts: { pipelines: TestPipeline[]; authYaml?: string; extraYaml?: string; publicUrl?: string; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; githubExtra?: string; extra?: string; env?: Record<string, string> }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
+    // What the deployer passes on to git and ssh (src/config/environment.ts), as a real process would.
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    SSH_AUTH_SOCK: process.env.SSH_AUTH_SOCK,
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     DEPLOYER_ADMIN_TOKEN: ADMIN_TOKEN,
     REGISTRY_PASSWORD: opts.registry?.password ?? 'unused',

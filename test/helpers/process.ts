@@ -19,9 +19,14 @@ export async function spawnDeployer(args: string[], env: NodeJS.ProcessEnv, read
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code, sig) => resolve(code ?? (sig ? -1 : null))));
-  const deadline = Date.now() + 20_000;
+  // Generous: on a loaded 2-core machine a cold start (type stripping every module) can take long.
+  const deadline = Date.now() + 60_000;
   while (!out.includes(`"msg":"${readyMsg}"`)) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`deployer did not start:\n${out}`);
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      // Never leave a half-started daemon behind (it would hold its port and Redis prefix).
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      throw new Error(`deployer did not start:\n${out}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {

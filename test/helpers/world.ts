@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../../src/config/types.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
+import { queueNamesOf } from '../../src/queue/run-queue.ts';
 import { startRegistry, type TestRegistry } from '../support/registry.ts';
 import { createSiteRepo, git, siteFiles, type FileMap, type SiteRepo } from '../support/site.ts';
 import { buildAndPush, cleanupLeftovers, createTestNetwork, createTestService, removeTestResources, uniqueName } from '../support/swarm.ts';
@@ -65,9 +65,11 @@ export async function disposeQueues(config: Config): Promise<void> {
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   try {
     for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
+      for (const name of Object.values(queueNamesOf(config, p.name))) {
+        const q = new Queue(name, { connection: redis, prefix: config.redisPrefix });
+        await q.obliterate({ force: true }).catch(() => undefined);
+        await q.close();
+      }
     }
     const keys = await redis.keys(`${config.redisPrefix}:*`);
     if (keys.length) await redis.del(...keys);

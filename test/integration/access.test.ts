@@ -4,6 +4,7 @@ import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { AUTH, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { disposeQueues } from '../helpers/world.ts';
+import { readStore, rowCount } from '../helpers/db.ts';
 
 /**
  * Access control over real HTTP on a real daemon (real Redis and SQLite; no worker):
@@ -71,7 +72,7 @@ describe('access: sign-in, roles, CSRF and the audit trail', () => {
     expect(m).not.toBeNull();
     return m![1]!;
   };
-  const runCount = () => (daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n;
+  const runCount = () => rowCount(config, 'runs');
 
   beforeAll(async () => {
     config = testConfig({
@@ -168,7 +169,7 @@ describe('access: sign-in, roles, CSRF and the audit trail', () => {
     expect(sessionCookie).toMatch(/SameSite=Lax/i);
     expect(sessionCookie).not.toMatch(/Secure/i); // publicUrl is http:// here
     // The cookie in the database is not the cookie: only its hash is stored.
-    const stored = JSON.stringify(daemon.store!.db.prepare('SELECT * FROM sessions').all());
+    const stored = JSON.stringify(readStore(config, (db) => db.prepare('SELECT * FROM sessions').all()));
     expect(stored).not.toContain(jar.cookies.get('deployer_session')!.split('.')[0]);
 
     const home = await fetch(`${url}/`, { headers: { cookie: jar.header } });

@@ -151,9 +151,9 @@ describe('CLI client against a running server', () => {
 
     // Nothing deployed yet: nothing to roll back to (409 → 1). Then two deployments, as a worker records them.
     expect((await cli(['rollback', 'site'])).code).toBe(1);
-    const a = await push('a'.repeat(40), 'version A');
-    const b = await push('b'.repeat(40), 'version B');
-    for (const [id, sha, d] of [[a, 'a'.repeat(40), '1'], [b, 'b'.repeat(40), '2']] as const) {
+    // One after the other, as they would run (a push waiting behind another is superseded by it).
+    for (const [sha, d, subject] of [['a'.repeat(40), '1', 'version A'], ['b'.repeat(40), '2', 'version B']] as const) {
+      const id = await push(sha, subject);
       const digest = `sha256:${d.repeat(64)}`;
       await emit(
         { type: 'run.started', runId: id, at: at(), worker: 'cli-test', attempt: 1 },

@@ -6,6 +6,7 @@ import { testConfig, testEnv, AUTH } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { freePort, spawnDeployer, type DeployerProcess } from '../helpers/process.ts';
 import { waitForRun } from '../helpers/runs.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { slowBuildFiles } from '../helpers/site-stage.ts';
 import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
 import { startRegistry } from '../support/registry.ts';
@@ -88,7 +89,9 @@ describe('crash safety (SIGKILL, real processes)', () => {
     const res = await deliver(url, pushPayload(REPO, 'main', sha));
     const id = res.body.runs[0];
     await stage(id, 'deploy');
-    await new Promise((r) => setTimeout(r, 1500)); // the service update has been sent
+    // Killed once the update reached swarm (its spec names our image), mid-rollout.
+    const pushed = (await (await fetch(`${url}/api/runs/${id}`, AUTH)).json()).image.ref as string;
+    await waitUntil('the service update reached swarm', async () => (await serviceImage(service)) === pushed, 30_000, 50);
     await daemon!.kill('SIGKILL');
     await start();
     const run = await waitForRun(url, id, 150_000);

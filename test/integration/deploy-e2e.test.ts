@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
-import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { AUTH, testConfig } from '../helpers/config.ts';
+import { AUTH } from '../helpers/config.ts';
+import { startWorldDeployer, type WorldDeployer } from '../helpers/daemon.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
-import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
 import type { TestRegistry } from '../support/registry.ts';
 import { exitingContainerFiles, failingBuildFiles, git, siteFiles, type SiteRepo } from '../support/site.ts';
 import { serviceContents, serviceImage, waitForContent } from '../support/swarm.ts';
@@ -23,33 +22,25 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
   let service: string;
   let imageRepo: string;
   let config: Config;
-  let daemon: Daemon;
   let url: string;
   let servedB = '';
-
-  let world: World;
+  let deployer: WorldDeployer | undefined;
 
   beforeAll(async () => {
-    world = await createWorld({ name: 'e2e', services: ['e2e-www'] });
-    ({ registry, repo, imageRepo } = world);
-    service = world.services[0]!;
-    await waitForContent(service, 'seed\n', 30_000);
-    config = testConfig({
-      registry: world.registryConfig,
-      pipelines: [
-        { name: 'site', repo: REPO, url: repo.url, branch: 'main', image: world.image, tag: 'live', services: [service], deploy: { monitor: '2s', timeout: '90s' } },
-        { name: 'ghost', repo: REPO, url: repo.url, branch: 'ghost', image: world.image, tag: 'ghost', services: [`${service}-missing`] },
+    deployer = await startWorldDeployer({
+      world: { name: 'e2e', services: ['e2e-www'] },
+      prepare: (w) => waitForContent(w.services[0]!, 'seed\n', 30_000),
+      pipelines: (w) => [
+        { name: 'site', repo: REPO, url: w.repo.url, branch: 'main', image: w.image, tag: 'live', services: [w.services[0]!], deploy: { monitor: '2s', timeout: '90s' } },
+        { name: 'ghost', repo: REPO, url: w.repo.url, branch: 'ghost', image: w.image, tag: 'ghost', services: [`${w.services[0]!}-missing`] },
       ],
     });
-    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
-    url = daemon.url!;
+    ({ config, url } = deployer);
+    ({ registry, repo, imageRepo } = deployer.world);
+    service = deployer.world.services[0]!;
   });
 
-  afterAll(async () => {
-    await daemon?.close();
-    if (config) await disposeQueues(config);
-    await world?.dispose();
-  });
+  afterAll(() => deployer?.close());
 
   async function pushAndRun(files: Record<string, string | null>, message: string): Promise<{ sha: string; run: any }> {
     const sha = await repo.commit(files, message);

@@ -280,7 +280,7 @@ describe('GitSource and createGit (real git)', () => {
         http.requests.length = 0;
         const argvSeen: string[] = [];
         http.onRequest = () => argvSeen.push(...commandLines());
-        const g = createGit({ baseDir, token: new Secret(TOKEN) });
+        const g = createGit({ baseDir, token: new Secret(TOKEN), environment: { path: process.env.PATH!, home: process.env.HOME! } });
         const refs = await g.raw(['ls-remote', url]);
         await g.raw(['remote', 'add', 'origin', url]);
         await g.raw(['fetch', '--quiet', 'origin', 'main']);

@@ -158,6 +158,7 @@ describe('live run events (SSE)', () => {
       const runId = res.body.runs[0] as string;
       // 8 MiB of log (under the 10 MiB the worker keeps), then the run ends.
       const reporter = new StreamReporter(r, cfg.redisPrefix);
+      reporter.emit({ type: 'run.started', runId, at: new Date().toISOString(), worker: 'live-test', attempt: 1 });
       const line = 'x'.repeat(1000);
       for (let i = 0; i < 8 * 1024; i++) reporter.emit({ type: 'log', runId, stage: 'build', at: new Date().toISOString(), lines: [`${i} ${line}`] });
       reporter.emit({ type: 'run.finished', runId, status: 'failed', at: new Date().toISOString(), error: 'big log' });

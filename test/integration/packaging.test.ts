@@ -39,15 +39,20 @@ describe('packaging files', () => {
     }
   });
 
-  it('deploy/stack.yml (scale-out) loads: one web replica, a worker on every node', async () => {
+  it('deploy/stack.yml (scale-out) loads: one web replica, a worker on every node, managers take the deploys', async () => {
     const dir = withSecrets();
     try {
       const { stdout } = await run('docker', ['stack', 'config', '-c', 'stack.yml'], { cwd: join(dir, 'deploy') });
       const c = parse(stdout);
       expect(c.services.web.command).toContain('--no-worker');
       expect(c.services.web.deploy.replicas).toBe(1);
-      expect(c.services.worker.command[0]).toBe('worker');
-      expect(c.services.worker.deploy.mode).toBe('global');
+      // Builders on the worker nodes; on the managers, workers that also deploy.
+      for (const [name, role] of [['worker', 'worker'], ['worker-manager', 'manager']] as const) {
+        expect(c.services[name].command[0]).toBe('worker');
+        expect(c.services[name].deploy.mode).toBe('global');
+        expect(c.services[name].deploy.placement.constraints).toEqual([`node.role == ${role}`]);
+        expect(c.services[name].volumes.some((v: { target: string }) => v.target === '/var/run/docker.sock')).toBe(true);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

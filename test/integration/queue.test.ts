@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/types.ts';
-import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
+import { ADMIN_TOKEN, AUTH } from '../helpers/config.ts';
+import { startWorldDeployer, type WorldDeployer } from '../helpers/daemon.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
 import { containersWith, slowBuildFiles } from '../helpers/site-stage.ts';
-import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
 import { git, siteFiles, type SiteRepo } from '../support/site.ts';
 import { waitForContent } from '../support/swarm.ts';
 
@@ -16,38 +14,30 @@ const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 describe('run queue (real Redis, git, Docker, swarm)', () => {
   let repo: SiteRepo;
   let service: string;
-  let config: Config;
-  let daemon: Daemon;
   let url: string;
-
-  let world: World;
+  let deployer: WorldDeployer | undefined;
 
   beforeAll(async () => {
-    world = await createWorld({ name: 'q', services: ['q-www'] });
-    ({ repo } = world);
-    service = world.services[0]!;
-    const image = world.image;
-    config = testConfig({
-      registry: world.registryConfig,
-      pipelines: [
-        { name: 'site', repo: REPO, url: repo.url, image, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '90s' } },
-        { name: 'polled', repo: REPO, url: repo.url, branch: 'polled', image, tag: 'polled', services: [], poll: '1s' },
-        { name: 'impatient', repo: REPO, url: repo.url, branch: 'impatient', image, tag: 'impatient', services: [], cancelSuperseded: true },
-        { name: 'quick-timeout', repo: REPO, url: repo.url, branch: 'timeout', image, tag: 'timeout', services: [], timeouts: { build: '2s' } },
+    deployer = await startWorldDeployer({
+      world: { name: 'q', services: ['q-www'] },
+      // The polled branch must exist before the poller's first look.
+      prepare: async (w) => {
+        await w.repo.commit(siteFiles('polled base\n'), 'polled base');
+        await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/polled'], w.repo.workDir);
+      },
+      pipelines: (w) => [
+        { name: 'site', repo: REPO, url: w.repo.url, image: w.image, tag: 'live', services: [w.services[0]!], deploy: { monitor: '1s', timeout: '90s' } },
+        { name: 'polled', repo: REPO, url: w.repo.url, branch: 'polled', image: w.image, tag: 'polled', services: [], poll: '1s' },
+        { name: 'impatient', repo: REPO, url: w.repo.url, branch: 'impatient', image: w.image, tag: 'impatient', services: [], cancelSuperseded: true },
+        { name: 'quick-timeout', repo: REPO, url: w.repo.url, branch: 'timeout', image: w.image, tag: 'timeout', services: [], timeouts: { build: '2s' } },
       ],
     });
-    // The polled branch must exist before the poller's first look.
-    await repo.commit(siteFiles('polled base\n'), 'polled base');
-    await git(['push', '--quiet', '--force', 'origin', 'HEAD:refs/heads/polled'], repo.workDir);
-    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
-    url = daemon.url!;
+    ({ url } = deployer);
+    ({ repo } = deployer.world);
+    service = deployer.world.services[0]!;
   });
 
-  afterAll(async () => {
-    await daemon?.close();
-    if (config) await disposeQueues(config);
-    await world?.dispose();
-  });
+  afterAll(() => deployer?.close());
 
   const push = async (sha: string, branch = 'main') => {
     const res = await deliver(url, pushPayload(REPO, branch, sha));
@@ -66,20 +56,23 @@ describe('run queue (real Redis, git, Docker, swarm)', () => {
   };
 
   it('burst: 30 pushes while a run is active → one more run, for the last commit; the rest superseded', async () => {
-    const slow = slowBuildFiles('burst base\n', 6);
+    // A build that outlasts the burst by far (how fast pushes are taken in is the
+    // benchmarks' business, not a wall-clock limit here); cancelled once it served.
+    const slow = slowBuildFiles('burst base\n', 120);
     const first = await push(await repo.commit(slow.files, 'slow base'));
     await waitFor(first, (r) => r.stages.find((s: any) => s.name === 'build').status === 'running');
     const shas: string[] = [];
     for (let i = 0; i < 30; i++) shas.push(await repo.commit(siteFiles(`burst ${i}\n`), `burst ${i}`));
-    const started = Date.now();
     const ids: string[] = [];
     for (const sha of shas) ids.push(await push(sha));
-    expect(Date.now() - started).toBeLessThan(2000);
+    // The premise: the whole burst arrived while the first run was still building.
+    expect((await getRun(first)).stages.find((s: any) => s.name === 'build').status).toBe('running');
+    expect((await fetch(`${url}/api/runs/${first}/cancel`, { method: 'POST', headers: admin })).status).toBe(202);
+    expect((await waitForRun(url, first)).status).toBe('cancelled');
 
     const last = await waitForRun(url, ids[29]!);
     expect(last.status).toBe('succeeded');
     expect(last.commit).toBe(shas[29]);
-    expect((await waitForRun(url, first)).status).toBe('succeeded');
     const runs = await Promise.all(ids.slice(0, 29).map(getRun));
     expect(runs.map((r) => r.status)).toEqual(Array(29).fill('superseded'));
     expect(runs.every((r) => r.supersededBy !== null && r.startedAt === null)).toBe(true);

@@ -55,10 +55,12 @@ async function setup(mode: 'app' | 'token', notify: string, extraGithub = ''): P
   const db = openDatabase(join(config.dataDir, 'deployer.db'));
   const store = new RunStore(db);
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  const integrations = new Integrations({ config, db, store, driftOf: () => null, log, sweepMs: 200, githubRetries: 0 });
+  const integrations = new Integrations({ config, store, driftOf: () => null, log, sweepMs: 200, githubRetries: 0 });
+  // As the daemon wires it: the store's notification of applied changes.
+  store.onApplied((events) => integrations.applied(events));
   const producer = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
   const workerConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const outbound = new OutboundQueue({ producer, workerConnection: workerConn, prefix: config.redisPrefix, handlers: integrations.handlers, log, baseDelayMs: 300, maxDelayMs: 2000 });
+  const outbound = new OutboundQueue({ producer, workerConnection: workerConn, prefix: config.redisPrefix, storeId: store.id, handlers: integrations.handlers, log, baseDelayMs: 300, maxDelayMs: 2000 });
   integrations.attach(outbound);
   integrations.start();
   outbound.start();
@@ -86,11 +88,10 @@ async function setup(mode: 'app' | 'token', notify: string, extraGithub = ''): P
 const SHA = (n: number) => n.toString(16).padStart(40, 'a');
 const at = () => new Date().toISOString();
 
-/** The worker events of a run, as the runner emits them, applied to the store and observed. */
+/** The worker events of a run, as the runner emits them, applied to the store (which tells the observer). */
 function live(s: Setup, runId: string) {
   const emit = (e: RunEvent) => {
-    s.store.apply(e);
-    s.integrations.applied(e);
+    if (!s.store.apply(e)) throw new Error(`the store refused ${e.type} for ${runId}`);
   };
   return {
     start(sha: string) {

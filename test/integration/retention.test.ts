@@ -25,17 +25,20 @@ describe('retention of runs (real SQLite)', () => {
     for (const id of ids.slice(0, 9)) {
       store.apply({ type: 'run.started', runId: id, at: at(), worker: 'w', attempt: 1 });
       store.apply({ type: 'log', runId: id, stage: 'build', at: at(), lines: ['a line'] });
+      // ids[1] deployed what still serves (recorded while it ran: a finished run records nothing more).
+      if (id === ids[1]) store.apply({ type: 'deployed', runId: id, service: 's', image: 'r/x:live@sha256:1', digest: 'sha256:1', commit: '1'.repeat(40), at: at() });
       store.apply({ type: 'run.finished', runId: id, status: 'succeeded', at: at() });
     }
-    store.apply({ type: 'deployed', runId: ids[1]!, service: 's', image: 'r/x:live@sha256:1', digest: 'sha256:1', commit: '1'.repeat(40), at: at() });
-    // The run page shows a tail, read from the end, across chunk boundaries.
+    // The run page shows a tail, read from the end, across chunk boundaries (of a run
+    // that is running: a waiting run takes no log).
+    store.apply({ type: 'run.started', runId: ids[9]!, at: at(), worker: 'w', attempt: 1 });
     store.apply({ type: 'log', runId: ids[9]!, stage: 'build', at: at(), lines: ['one', 'two', 'three'] });
     store.apply({ type: 'log', runId: ids[9]!, stage: 'build', at: at(), lines: ['four', 'five'] });
     expect(store.logTail(ids[9]!, 3)).toEqual({ text: 'three\nfour\nfive\n', totalLines: 5, shownLines: 3 });
     expect(store.logTail(ids[9]!, 10)).toEqual({ text: 'one\ntwo\nthree\nfour\nfive\n', totalLines: 5, shownLines: 5 });
     expect(store.prune('p', 3, 86_400_000)).toBe(6);
     const left = new Set(store.listRuns('p', 100).runs.map((r) => r.id));
-    // ids[9] is still queued, ids[7..8] are among the newest 3, ids[1] serves.
+    // ids[9] is still running, ids[7..8] are among the newest 3, ids[1] serves.
     expect([...left].sort()).toEqual([ids[1], ids[7], ids[8], ids[9]].sort());
     expect([...store.logChunks(ids[0]!)]).toEqual([]);
     expect(store.prune('p', 100, 0)).toBe(2); // by age: all finished ones except the serving one

@@ -1,10 +1,11 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/types.ts';
-import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
+import { queueNamesOf } from '../../src/queue/run-queue.ts';
+import { ADMIN_TOKEN, AUTH } from '../helpers/config.ts';
+import { startWorldDeployer, type WorldDeployer } from '../helpers/daemon.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { waitForRun } from '../helpers/runs.ts';
-import { createWorld, disposeQueues, type World } from '../helpers/world.ts';
 import { siteFiles, type SiteRepo } from '../support/site.ts';
 import { serviceImage, waitForContent } from '../support/swarm.ts';
 
@@ -15,30 +16,21 @@ const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'applica
 describe('manual rollback, pause and resume (real swarm)', () => {
   let repo: SiteRepo;
   let service: string;
-  let config: Config;
-  let daemon: Daemon;
   let url: string;
   const deployed: Record<string, any> = {};
-
-  let world: World;
+  let deployer: WorldDeployer | undefined;
 
   beforeAll(async () => {
-    world = await createWorld({ name: 'rb', services: ['rb-www'] });
-    ({ repo } = world);
-    service = world.services[0]!;
-    config = testConfig({
-      registry: world.registryConfig,
-      pipelines: [{ name: 'site', repo: REPO, url: repo.url, image: world.image, tag: 'live', services: [service], deploy: { monitor: '1s', timeout: '60s' } }],
+    deployer = await startWorldDeployer({
+      world: { name: 'rb', services: ['rb-www'] },
+      pipelines: (w) => [{ name: 'site', repo: REPO, url: w.repo.url, image: w.image, tag: 'live', services: [w.services[0]!], deploy: { monitor: '1s', timeout: '60s' } }],
     });
-    daemon = await startDaemon(config, { http: true, worker: true, port: 0 });
-    url = daemon.url!;
+    ({ url } = deployer);
+    ({ repo } = deployer.world);
+    service = deployer.world.services[0]!;
   });
 
-  afterAll(async () => {
-    await daemon?.close();
-    if (config) await disposeQueues(config);
-    await world?.dispose();
-  });
+  afterAll(() => deployer?.close());
 
   const push = async (label: string) => {
     const sha = await repo.commit(siteFiles(`${label}\n`), label);
@@ -47,6 +39,17 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     return res.body.runs[0] as string;
   };
   const pipeline = async () => (await (await fetch(`${url}/api/pipelines/site`, AUTH)).json());
+  /** Whether the run has a job in the queue: a held run has none, so no worker can start it. */
+  const hasJob = async (runId: string) => {
+    const redis = new Redis(deployer!.config.redisUrl, { maxRetriesPerRequest: null });
+    const q = new Queue(queueNamesOf(deployer!.config, 'site').run, { connection: redis, prefix: deployer!.config.redisPrefix });
+    try {
+      return (await q.getJob(runId)) !== undefined;
+    } finally {
+      await q.close();
+      redis.disconnect();
+    }
+  };
 
   it('rolls back two versions to an exact digest, as its own run, and pauses the pipeline', async () => {
     for (const v of ['A', 'B', 'C']) {
@@ -79,8 +82,10 @@ describe('manual rollback, pause and resume (real swarm)', () => {
   it('holds pushes while paused (visible, waiting); resume deploys the newest', async () => {
     const d = await push('D');
     const e = await push('E');
-    await new Promise((r) => setTimeout(r, 3000));
+    // Held, not merely not started yet: the answer came after the hold was decided, and
+    // a held run has no job, so no worker can take it.
     expect((await (await fetch(`${url}/api/runs/${e}`, AUTH)).json()).status).toBe('queued');
+    expect(await hasJob(e)).toBe(false);
     expect((await (await fetch(`${url}/api/runs/${d}`, AUTH)).json())).toMatchObject({ status: 'superseded', supersededBy: e });
     expect(await serviceImage(service)).toBe(deployed.A.image.ref);
 
@@ -105,8 +110,8 @@ describe('manual rollback, pause and resume (real swarm)', () => {
     expect((await paused.json()).pause).toMatchObject({ reason: 'freeze for the release', by: 'admin' });
     // While paused, one held push can be deployed by hand; the pipeline stays paused.
     const held = await push('F');
-    await new Promise((r) => setTimeout(r, 1000));
     expect((await (await fetch(`${url}/api/runs/${held}`, AUTH)).json()).status).toBe('queued');
+    expect(await hasJob(held)).toBe(false);
     expect((await fetch(`${url}/api/runs/${held}/start`, { method: 'POST' })).status).toBe(401);
     const started = await fetch(`${url}/api/runs/${held}/start`, { method: 'POST', headers: { authorization: admin.authorization } });
     expect(started.status).toBe(202);

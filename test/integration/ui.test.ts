@@ -63,6 +63,8 @@ describe('console pages in a real browser', () => {
     const payload = pushPayload('acme/ui', 'main', 'c'.repeat(40), XSS);
     payload.head_commit.author = { ...payload.head_commit.author, name: XSS };
     const runId = (await deliver(daemon.url!, payload)).body.runs[0] as string;
+    // A worker takes the run, then logs (a waiting run takes no log).
+    reporter.emit({ type: 'run.started', runId, at: at(), worker: 'ui-test', attempt: 1 });
     reporter.emit({ type: 'log', runId, stage: 'build', at: at(), lines: [XSS, `#3 ${XSS}`, `#3 0.1 \u001b[31m${XSS}\u001b[0m`] });
     await reporter.flush();
     await waitFor(() => daemon.store!.lastLogSeq(runId) > 0);
@@ -79,7 +81,6 @@ describe('console pages in a real browser', () => {
     expect(await page.locator('#log .ansi-red-fg').textContent()).toBe(XSS);
 
     // And when it arrives live, through the script.
-    reporter.emit({ type: 'run.started', runId, at: at(), worker: 'ui-test', attempt: 1 });
     reporter.emit({ type: 'log', runId, stage: 'build', at: at(), lines: [`live ${XSS}`, `#4 ${XSS}`, `#4 0.2 \u001b[1m${XSS}\u001b[0m`] });
     await reporter.flush();
     await page.locator('#log .l', { hasText: `live ${XSS}` }).waitFor({ timeout: 10_000 });

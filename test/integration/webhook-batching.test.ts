@@ -8,7 +8,8 @@ import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { ControlPublisher } from '../../src/queue/control.ts';
-import { queueName, RunQueues } from '../../src/queue/run-queue.ts';
+import { queueNamesOf, RunQueues } from '../../src/queue/run-queue.ts';
+import { rowCount } from '../helpers/db.ts';
 import { Scheduler, type PushSubmission } from '../../src/queue/scheduler.ts';
 import { openDatabase } from '../../src/store/db.ts';
 import { RunStore, type RunView } from '../../src/store/run-store.ts';
@@ -23,7 +24,7 @@ const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 /** Jobs of a pipeline's queue by state (no worker runs here, so they stay put). */
 async function jobIds(config: Config, redis: Redis, pipeline: string, state: 'waiting' | 'active' | 'delayed'): Promise<string[]> {
-  const q = new Queue(queueName(pipeline), { connection: redis, prefix: config.redisPrefix });
+  const q = new Queue(queueNamesOf(config, pipeline).run, { connection: redis, prefix: config.redisPrefix });
   try {
     return (await q.getJobs([state])).map((j) => j.id!).sort();
   } finally {
@@ -148,7 +149,7 @@ describe('webhook ingest batches concurrent pushes (real HTTP, Redis, SQLite)', 
   it('a delivery sent twice in one batch creates one set of runs and gets the same answer twice', async () => {
     const delivery = randomUUID();
     const body = JSON.stringify(pushPayload(REPO, 'main', sha(2000)));
-    const runsBefore = (daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n;
+    const runsBefore = rowCount(config, 'runs');
     const [first, second] = await pipelined(url, [
       { body, delivery },
       { body, delivery },
@@ -157,7 +158,7 @@ describe('webhook ingest batches concurrent pushes (real HTTP, Redis, SQLite)', 
     expect(second).toEqual(first);
     expect(first!.body.runs).toHaveLength(2);
     expect(recorded(delivery)).toEqual(first!.body);
-    const runsAfter = (daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n;
+    const runsAfter = rowCount(config, 'runs');
     expect(runsAfter - runsBefore).toBe(2);
     // And GitHub's later redelivery gets it once more.
     const again = await deliver(url, JSON.parse(body), { delivery });
@@ -187,7 +188,7 @@ describe('webhook ingest when Redis is unreachable', () => {
     const daemon = await startDaemon(config, { http: true, worker: false, port: 0 });
     try {
       const store = daemon.store!;
-      const count = (table: string) => (store.db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+      const count = (table: string) => rowCount(config, table);
       // Accepted earlier, while Redis was up.
       const [old] = store.createRuns([{ pipeline: 'site', trigger: 'push', commit: sha(1), deliveryId: 'earlier-delivery' }], { id: 'earlier-delivery', event: 'push' });
       const ids = [...Array.from({ length: 20 }, () => randomUUID()), 'earlier-delivery'];
@@ -219,14 +220,14 @@ describe('Scheduler.submitPush batches what arrives in one turn (real SQLite and
     config = testConfig({ pipelines: [{ name: 'site', repo: REPO, image: '127.0.0.1:5999/site' }] });
     store = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
     redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
-    queues = new RunQueues(redis, config.redisPrefix, ['site']);
+    queues = new RunQueues(redis, config);
     scheduler = new Scheduler({ store, queues, control: new ControlPublisher(redis, config.redisPrefix), config, log: createLogger('silent') });
   });
 
   afterAll(async () => {
     await queues?.close();
     redis?.disconnect();
-    store?.db.close();
+    store?.close();
     if (config) await disposeQueues(config);
   });
 
@@ -239,7 +240,7 @@ describe('Scheduler.submitPush batches what arrives in one turn (real SQLite and
     const runB = store.getRun((b!.outcome as { runs: string[] }).runs[0]!)!;
     expect(runA).toMatchObject({ status: 'superseded', supersededBy: runB.id, error: `superseded by ${runB.id}`, commit: sha(1) });
     expect(runB).toMatchObject({ status: 'queued', commit: sha(2) });
-    expect((store.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n).toBe(2);
+    expect(rowCount(config, 'runs')).toBe(2);
     expect(await jobIds(config, redis, 'site', 'waiting')).toEqual([runB.id]);
 
     // The next batch supersedes the waiting run through the queue, as a single push did.

@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
+import { queueNamesOf } from '../../src/queue/run-queue.ts';
+import { rowCount } from '../helpers/db.ts';
 import { ADMIN_TOKEN, testConfig, AUTH } from '../helpers/config.ts';
 import { deliver, example, pushPayload } from '../helpers/github.ts';
 import { disposeQueues } from '../helpers/world.ts';
@@ -16,9 +17,9 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
   let daemon: Daemon;
   let url: string;
   let redis: Redis;
-  const runCount = () => (daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n;
+  const runCount = () => rowCount(config, 'runs');
   const jobCount = async (pipeline: string) => {
-    const q = new Queue(queueName(pipeline), { connection: redis, prefix: config.redisPrefix });
+    const q = new Queue(queueNamesOf(config, pipeline).run, { connection: redis, prefix: config.redisPrefix });
     const n = await q.getJobCountByTypes('waiting', 'active', 'delayed', 'prioritized');
     await q.close();
     return n;
@@ -39,7 +40,7 @@ describe('POST /webhooks/github through the real app, real HTTP and real Redis',
 
   afterAll(async () => {
     for (const p of config.pipelines) {
-      const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
+      const q = new Queue(queueNamesOf(config, p.name).run, { connection: redis, prefix: config.redisPrefix });
       await q.obliterate({ force: true });
       await q.close();
     }
@@ -224,8 +225,8 @@ describe('when Redis is unreachable', () => {
       const rebuild = await fetch(`${daemon.url}/api/pipelines/site/rebuild`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       expect(rebuild.status).toBe(503);
       expect((await rebuild.json()).error).toBe('queue unavailable; retry later');
-      expect((daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM runs').get() as { n: number }).n).toBe(0);
-      expect((daemon.store!.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(0);
+      expect(rowCount(config, 'runs')).toBe(0);
+      expect(rowCount(config, 'deliveries')).toBe(0);
       const health = await fetch(`${daemon.url}/healthz`);
       expect(health.status).toBe(503);
       // Docker's ping may also time out (2 s) on a loaded machine: only pin what is down.
@@ -243,7 +244,7 @@ describe('when the store cannot record', () => {
     const config = testConfig({ pipelines: [{ name: 'site', repo: REPO, image: '127.0.0.1:5999/site' }] });
     const daemon = await startDaemon(config, { http: true, worker: false, port: 0 });
     try {
-      daemon.store!.db.close(); // the database is gone (disk failure, file removed under us)
+      daemon.store!.close(); // the database is gone (disk failure, file removed under us)
       const res = await deliver(daemon.url!, pushPayload(REPO, 'main', sha('a')));
       expect(res.status).toBe(503);
       expect(res.body.error).toMatch(/could not record/);

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { queueName } from '../../src/queue/run-queue.ts';
+import { queueNamesOf } from '../../src/queue/run-queue.ts';
 import { testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { waitForRun } from '../helpers/runs.ts';
@@ -85,7 +85,7 @@ describe('zero downtime through Caddy during deploys (issue #3)', () => {
     if (config) {
       const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
       for (const p of config.pipelines) {
-        const q = new Queue(queueName(p.name), { connection: redis, prefix: config.redisPrefix });
+        const q = new Queue(queueNamesOf(config, p.name).run, { connection: redis, prefix: config.redisPrefix });
         await q.obliterate({ force: true }).catch(() => undefined);
         await q.close();
       }

@@ -132,4 +132,21 @@ describe('config', () => {
     expect(c.pipelines[0]!.targets[0]!.docker.host).toBe('unix:///var/run/docker.sock');
     expect(issuesOf(issueExample.replace('host: unix:///var/run/docker.sock', 'host: http://x')).map((i) => i.path)).toEqual(['docker.host']);
   });
+
+  it('docker.manager: services without an engine of their own are updated there; builds stay on docker.host', () => {
+    const text = issueExample
+      .replace('host: unix:///var/run/docker.sock', 'host: unix:///var/run/docker.sock\n  manager: { host: "tcp://10.0.0.1:2376", tls: { ca: ca.pem, cert: cert.pem, key: key.pem } }')
+      .replace('services: [infra_www]', 'services: [infra_www, { name: edge_www, docker: { host: "tcp://10.0.0.2:2376" } }]');
+    const c = parseConfig(text, '/etc/d/deployer.yaml', env);
+    expect(c.docker).toEqual({ host: 'unix:///var/run/docker.sock', tls: undefined });
+    expect(c.manager).toEqual({ host: 'tcp://10.0.0.1:2376', tls: { ca: '/etc/d/ca.pem', cert: '/etc/d/cert.pem', key: '/etc/d/key.pem' } });
+    expect(c.pipelines[0]!.targets.map((t) => t.docker.host)).toEqual(['tcp://10.0.0.1:2376', 'tcp://10.0.0.2:2376']);
+    expect(parseConfig(issueExample, '/x/d.yaml', env).manager).toEqual({ host: 'unix:///var/run/docker.sock', tls: undefined });
+    expect(issuesOf(issueExample.replace('host: unix:///var/run/docker.sock', 'host: unix:///var/run/docker.sock\n  manager: { host: "http://x", colour: red }')).map((i) => i.path).sort()).toEqual(['docker.manager.colour', 'docker.manager.host']);
+  });
+
+  it('passes on PATH, HOME and the ssh agent from its own environment, with defaults', () => {
+    expect(parseConfig(issueExample, '/x/d.yaml', { ...env, PATH: '/p', HOME: '/h', SSH_AUTH_SOCK: '/s' }).environment).toEqual({ path: '/p', home: '/h', sshAuthSock: '/s' });
+    expect(parseConfig(issueExample, '/x/d.yaml', env).environment).toEqual({ path: '/usr/local/bin:/usr/bin:/bin', home: '/tmp', sshAuthSock: undefined });
+  });
 });

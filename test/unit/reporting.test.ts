@@ -30,7 +30,7 @@ function run(over: Partial<RunView>): RunView {
     id: 'r1', pipeline: 'www', commit: SHA, subject: 'Fix the <header> & footer', author: 'Ada', status: 'running', trigger: 'push',
     stages: [stage('fetch', 'pending'), stage('build', 'pending'), stage('push', 'pending'), stage('deploy', 'pending')],
     image: null, createdAt: '2025-01-01T00:00:00.000Z', startedAt: '2025-01-01T00:00:00.000Z', finishedAt: null, error: null, deliveryId: null,
-    requestedBy: null, attempts: 1, supersededBy: null, worker: 'w', targetImage: null, deploys: [], ...over,
+    requestedBy: null, attempts: 1, supersededBy: null, worker: 'w', targetImage: null, deploys: [], setAsideEvents: 0, ...over,
   };
 }
 
@@ -112,6 +112,9 @@ describe('notification events and messages (pure)', () => {
     expect(runEvents(run({ ...base, status: 'succeeded' }), 'succeeded')).toEqual(['succeeded']);
     expect(runEvents(run({ ...base, status: 'succeeded' }), undefined)).toEqual(['succeeded']);
     expect(runEvents(run({ ...base, status: 'superseded' }), undefined)).toEqual([]);
+    // A start applied together with the end (one batch) is still announced, once, first.
+    expect(runEvents(run({ ...base, status: 'succeeded' }), 'failed', true)).toEqual(['started', 'succeeded', 'recovered']);
+    expect(runEvents(run({ ...base, status: 'superseded', startedAt: null }), undefined, true)).toEqual([]);
     expect(runEvents(run({ ...base, status: 'failed', deploys: [{ service: 'www', outcome: 'timed_out', previousImage: 'a', image: 'a', taskErrors: [], message: '', at: '' }] }), undefined)).toEqual(['timed_out']);
   });
 

@@ -95,3 +95,10 @@ describe('ignoreByRef: a push to a branch nobody deploys, answered from the ref 
     }
   });
 });
+
+describe('webhook routing: a push without a head commit', () => {
+  it('routes it with an empty subject and author', () => {
+    const d = routeWebhook('push', { ...push, after: 'e'.repeat(40), head_commit: null }, [pipeline('a')]);
+    expect(d.kind === 'push' ? [d.push.headSubject, d.push.headAuthor] : d.kind).toEqual(['', '']);
+  });
+});

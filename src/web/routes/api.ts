@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { PipelineConfig } from '../../config/types.ts';
-import { DeployerError } from '../../lib/errors.ts';
+import { httpAnswer } from '../../lib/errors.ts';
 import { RUN_STATUSES, type RunStatus, type Trigger } from '../../pipeline/states.ts';
 import type { RunView } from '../../store/run-store.ts';
 import type { AppDeps } from '../app.ts';
@@ -169,9 +169,11 @@ export async function apiRoutes(app: FastifyInstance, kit: ConsoleKit): Promise<
         if (result.kind === 'queued') return respond(kit, req, reply, { status: 202, body: { run: result.run, commit: result.commit }, page: `/runs/${result.run}`, detail: `run ${result.run} for ${result.commit.slice(0, 12)}` });
         return respond(kit, req, reply, { status: 200, body: { upToDate: true, commit: result.commit, reason: result.reason }, page: `/pipelines/${name}?done=up-to-date`, detail: `up to date: ${result.reason}` });
       } catch (err) {
-        // The branch head could not be read (git): the upstream failed, not us.
-        if (err instanceof DeployerError) return respond(kit, req, reply, { status: 502, body: { error: err.message }, page: `/pipelines/${name}` });
-        throw err;
+        // The branch head could not be read (git): the upstream failed, not us. The one
+        // mapping (httpAnswer) says so; a form post is sent back to its page with it.
+        const answer = httpAnswer(err);
+        if (answer.status !== 502) throw err;
+        return respond(kit, req, reply, { status: 502, body: { error: answer.message }, page: `/pipelines/${name}` });
       }
     },
   );

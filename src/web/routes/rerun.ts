@@ -1,7 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RerunDecision } from '../../pipeline/routing.ts';
-import { QueueUnavailable } from '../../queue/scheduler.ts';
-import { AuditStore } from '../../store/audit-store.ts';
 import type { AppDeps } from '../app.ts';
 
 /**
@@ -12,28 +10,23 @@ import type { AppDeps } from '../app.ts';
  * so a paused pipeline holds it like a push.
  */
 export async function rerunFromGitHub(req: FastifyRequest, reply: FastifyReply, deps: AppDeps, decision: RerunDecision, delivery: string, event: string) {
-  let accepted;
-  try {
-    accepted = await deps.scheduler.submitPush({
-      delivery: { id: delivery, event },
-      runs: decision.pipelines.map((p) => ({
-        pipeline: p.name,
-        trigger: 'rebuild' as const,
-        commit: decision.commit,
-        requestedBy: `github:${decision.by}`,
-        deliveryId: delivery,
-      })),
-    });
-  } catch (err) {
-    if (!(err instanceof QueueUnavailable)) req.log.error({ err: { message: (err as Error).message }, delivery }, 'could not record the delivery');
-    else req.log.error({ err: { message: err.message }, delivery }, 'could not enqueue runs');
-    return reply.code(503).send({ error: 'could not accept the re-run; retry later' });
-  }
+  // Not recorded or not queued: the app's one error mapping answers 503 and nothing is
+  // kept, so GitHub's redelivery starts afresh (as for a push).
+  const accepted = await deps.scheduler.submitPush({
+    delivery: { id: delivery, event },
+    runs: decision.pipelines.map((p) => ({
+      pipeline: p.name,
+      trigger: 'rebuild' as const,
+      commit: decision.commit,
+      requestedBy: `github:${decision.by}`,
+      deliveryId: delivery,
+    })),
+  });
   if (!accepted.redelivery) {
     req.log.info({ delivery, ...accepted.outcome, commit: decision.commit, by: decision.by, source: decision.source }, 're-run requested on GitHub');
     const runs = 'runs' in accepted.outcome ? accepted.outcome.runs : [];
     try {
-      const audit = new AuditStore(deps.store.db);
+      const audit = deps.store.audit;
       decision.pipelines.forEach((p, i) => {
         audit.record({
           actor: `github:${decision.by}`, role: null, via: 'github-webhook', action: 'rerun', target: p.name, result: 'ok',

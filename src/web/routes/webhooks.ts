@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cleanSubject, MAX_AUTHOR } from '../../lib/log-hygiene.ts';
 import { ignoreByRef, routeWebhook } from '../../pipeline/routing.ts';
-import { QueueUnavailable } from '../../queue/scheduler.ts';
 import type { AppDeps } from '../app.ts';
 import { rerunFromGitHub } from './rerun.ts';
 import { BodyBudget, checkDeliveryHeaders, isRefusal, readSignedBody, RETRY_AFTER_S, verifyEmpty, type DeliveryHeaders, type Refusal, type Share, type SignedBody } from './webhook-intake.ts';
@@ -84,37 +83,25 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
     if (decision.kind === 'ping') return reply.code(200).send({ ok: true });
     if (decision.kind === 'ignore') return reply.code(202).send({ ignored: decision.reason });
     if (decision.kind === 'rerun') return rerunFromGitHub(req, reply, deps, decision, delivery, event);
-    let accepted;
-    try {
-      // Concurrent pushes are recorded and queued together (Scheduler.submitPush);
-      // a redelivery, even within the same batch, gets the recorded outcome.
-      accepted = await deps.scheduler.submitPush({
-        delivery: { id: delivery, event },
-        runs: decision.pipelines.map((p) => ({
-          pipeline: p.name,
-          trigger: 'push' as const,
-          commit: decision.push.after,
-          // The payload's commit message can be megabytes: only a clean, capped first line is kept.
-          subject: cleanSubject(decision.push.headSubject),
-          author: cleanSubject(decision.push.headAuthor, MAX_AUTHOR),
-          deliveryId: delivery,
-        })),
-      });
-    } catch (err) {
-      // Not queued means not accepted: nothing is kept, so GitHub's redelivery starts afresh.
-      if (!(err instanceof QueueUnavailable)) return storeUnavailable(req, reply, err, delivery);
-      req.log.error({ err: { message: err.message }, delivery }, 'could not enqueue runs');
-      return reply.code(503).send({ error: 'queue unavailable; retry later' });
-    }
+    // Concurrent pushes are recorded and queued together (Scheduler.submitPush); a
+    // redelivery, even within the same batch, gets the recorded outcome. Not recorded or
+    // not queued means not accepted: nothing is kept, and the error handler answers 503,
+    // so GitHub's redelivery starts afresh.
+    const accepted = await deps.scheduler.submitPush({
+      delivery: { id: delivery, event },
+      runs: decision.pipelines.map((p) => ({
+        pipeline: p.name,
+        trigger: 'push' as const,
+        commit: decision.push.after,
+        // The payload's commit message can be megabytes: only a clean, capped first line is kept.
+        subject: cleanSubject(decision.push.headSubject),
+        author: cleanSubject(decision.push.headAuthor, MAX_AUTHOR),
+        deliveryId: delivery,
+      })),
+    });
     if (!accepted.redelivery) req.log.info({ delivery, ...accepted.outcome, commit: decision.push.after }, 'push accepted');
     return reply.code(202).send(accepted.outcome);
   });
-}
-
-/** A push that cannot be recorded is not accepted: 503 makes GitHub deliver it again. */
-function storeUnavailable(req: FastifyRequest, reply: FastifyReply, err: unknown, delivery: string) {
-  req.log.error({ err: { message: (err as Error).message }, delivery }, 'could not record the delivery');
-  return reply.code(503).send({ error: 'could not record the delivery; retry later' });
 }
 
 /** A refusal before or while reading: the rest of the body is not read, so the connection closes. */

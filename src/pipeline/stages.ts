@@ -1,0 +1,118 @@
+import { posix } from 'node:path';
+import { DeployerError, PermanentError } from '../lib/errors.ts';
+import type { ServiceDeployResult } from './ports.ts';
+import { emit, logTo, now, type RunCheckpoint, type RunContext } from './run-context.ts';
+import type { StageName } from './states.ts';
+
+/**
+ * The work of each stage, given the run's context and the stage's signal (aborted on
+ * stop or timeout; stage-runner.ts also stops waiting when it fires, whether or not the
+ * adapter listens). A stage throws to fail; what it learns goes into the context.
+ */
+export type StageBody = (ctx: RunContext, signal: AbortSignal) => Promise<void>;
+
+export const fetchStage: StageBody = async (ctx, signal) => {
+  const { job } = ctx;
+  const checkout = await ctx.deps.ports.source.checkout({ pipeline: job.pipeline, commit: job.commit, signal, log: logTo(ctx, 'fetch') });
+  ctx.checkout = checkout;
+  ctx.commit = checkout.commit;
+  emit(ctx, { type: 'run.commit', runId: job.runId, commit: checkout.commit, subject: checkout.subject, author: checkout.author });
+};
+
+export const buildStage: StageBody = async (ctx, signal) => {
+  const { pipeline } = ctx.job;
+  const co = ctx.checkout;
+  if (!co) throw new PermanentError('build_failed', 'nothing was checked out to build');
+  const context = posix.normalize(pipeline.build.context).replace(/^\.\/?|\/$/g, '');
+  const prefix = context === '' || context === '.' ? '' : `${context}/`;
+  const files = co.files.filter((f) => f.startsWith(prefix)).map((f) => f.slice(prefix.length));
+  if (!files.includes(pipeline.build.dockerfile)) {
+    throw new PermanentError('build_failed', `${prefix}${pipeline.build.dockerfile} does not exist in commit ${co.commit.slice(0, 12)}`);
+  }
+  await ctx.deps.ports.builder.build({
+    contextDir: prefix ? posix.join(co.dir, context) : co.dir,
+    files,
+    dockerfile: pipeline.build.dockerfile,
+    // SOURCE_COMMIT: a Dockerfile with `ARG SOURCE_COMMIT` can bake its revision in.
+    args: { ...pipeline.build.args, SOURCE_COMMIT: co.commit },
+    target: pipeline.build.target,
+    builder: pipeline.build.builder,
+    platform: pipeline.build.platform,
+    secrets: pipeline.build.secrets,
+    cacheFrom: pipeline.build.cacheFrom,
+    labels: {
+      'org.opencontainers.image.revision': co.commit,
+      'org.opencontainers.image.source': `https://github.com/${pipeline.repo}`,
+      'org.opencontainers.image.ref.name': pipeline.branch,
+    },
+    tags: [`${pipeline.image}:${co.commit}`, `${pipeline.image}:${pipeline.tag}`],
+    signal,
+    log: logTo(ctx, 'build'),
+  });
+};
+
+export const pushStage: StageBody = async (ctx, signal) => {
+  const { pipeline, runId } = ctx.job;
+  const log = logTo(ctx, 'push');
+  const push = (tag: string) => ctx.deps.ports.pusher.push({ repository: pipeline.image, registry: pipeline.registry, tag, signal, log });
+  const bySha = await push(ctx.commit);
+  const byTag = await push(pipeline.tag);
+  if (bySha.digest !== byTag.digest) {
+    throw new PermanentError('push_failed', `registry reported different digests for :${ctx.commit} (${bySha.digest}) and :${pipeline.tag} (${byTag.digest})`);
+  }
+  ctx.digest = byTag.digest;
+  ctx.imageRef = `${pipeline.image}:${pipeline.tag}@${ctx.digest}`;
+  emit(ctx, { type: 'image', runId, ref: ctx.imageRef, digest: ctx.digest });
+};
+
+/**
+ * Updates each service in order and watches it to its true end. If one fails, the
+ * ones already updated are brought back, so the fleet never serves a mix; the
+ * deployment record advances only once every service runs the new image. Progress is
+ * checkpointed, so a worker that dies mid-deploy is followed by one that watches.
+ */
+export const deployStage: StageBody = async (ctx, signal) => {
+  const { job } = ctx;
+  const { pipeline, runId } = job;
+  const log = logTo(ctx, 'deploy');
+  const watching = ctx.resume?.deployStartedAt;
+  const cp: RunCheckpoint = { commit: ctx.commit, image: ctx.imageRef, digest: ctx.digest, servicesDone: [...(ctx.resume?.servicesDone ?? [])], deployStartedAt: watching ?? now() };
+  await ctx.deps.checkpoints.save(runId, cp);
+  if (pipeline.services.length === 0) log('no services configured: nothing to deploy');
+  const updated: ServiceDeployResult[] = [];
+  const target = (service: string) => {
+    const t = pipeline.targets.find((x) => x.service === service);
+    if (!t) throw new PermanentError('deploy_failed', `service ${service} has no target engine`);
+    return { service, endpoint: t.docker, owner: { instance: job.instance, pipeline: pipeline.name }, registry: pipeline.registry, settings: pipeline.deploy, signal, log };
+  };
+  for (const service of pipeline.services) {
+    if (cp.servicesDone.includes(service)) continue;
+    log(watching ? `resuming: watching ${service} roll out ${ctx.imageRef}` : `updating service ${service} to ${ctx.imageRef}`);
+    const result = await ctx.deps.ports.deployer.deploy({
+      ...target(service),
+      image: ctx.imageRef,
+      recordedImage: job.recorded?.[service],
+      ...(watching ? { resumeSince: watching } : {}),
+    });
+    emit(ctx, { type: 'service.result', runId, at: now(), result });
+    if (result.outcome !== 'succeeded') {
+      // Never leave the fleet serving a mix: bring back the ones already updated.
+      for (const done of updated.reverse()) {
+        if (!done.previousImage) continue;
+        log(`rolling ${done.service} back to ${done.previousImage} so all services serve the same version`);
+        const restored = await ctx.deps.ports.deployer.restore({ ...target(done.service), image: done.previousImage });
+        emit(ctx, { type: 'service.result', runId, at: now(), result: restored });
+      }
+      throw new DeployerError('deploy_failed', `${service} ${result.outcome.replace('_', ' ')}: ${result.message}`);
+    }
+    updated.push(result);
+    cp.servicesDone.push(service);
+    await ctx.deps.checkpoints.save(runId, cp);
+  }
+  // The deployment record advances only once the whole fleet runs the new image.
+  for (const service of pipeline.services) {
+    emit(ctx, { type: 'deployed', runId, service, image: ctx.imageRef, digest: ctx.digest, commit: ctx.commit, at: now() });
+  }
+};
+
+export const STAGES: Record<StageName, StageBody> = { fetch: fetchStage, build: buildStage, push: pushStage, deploy: deployStage };
