@@ -26,6 +26,8 @@ import { edgeChecks } from './verify/checks.ts';
 import { RollbackTargetWatcher } from './verify/targets.ts';
 import { buildApp } from './web/app.ts';
 import { LiveRuns, type LiveRunsOptions } from './web/live.ts';
+import { Integrations, type IntegrationsOptions } from './report/integrations.ts';
+import { OutboundQueue, type OutboundOptions } from './queue/outbound.ts';
 
 export interface DaemonOptions {
   http: boolean;
@@ -35,6 +37,8 @@ export interface DaemonOptions {
   port?: number;
   /** Live view limits and timings (tests shorten them). */
   live?: LiveRunsOptions;
+  /** Report queue retry timings and the reports' sweep (tests shorten them). */
+  reports?: OutboundOptions & IntegrationsOptions;
 }
 
 export interface Daemon {
@@ -42,6 +46,8 @@ export interface Daemon {
   store: RunStore | undefined;
   /** Live run views (HTTP process only). */
   live: LiveRuns | undefined;
+  /** GitHub reports, notifications, metrics (HTTP process only). */
+  integrations: Integrations | undefined;
   /** The worker side (worker processes only). */
   worker: WorkerHost | undefined;
   /** The consumer of worker events (HTTP process only): 'applied' tells what each batch changed. */
@@ -92,6 +98,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   let app: FastifyInstance | undefined;
   let store: RunStore | undefined;
   let live: LiveRuns | undefined;
+  let integrations: Integrations | undefined;
   let consumer: EventConsumer | undefined;
   let url: string | undefined;
   if (opts.http) {
@@ -125,6 +132,14 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     s.onApplied((events) => {
       for (const e of events) liveRuns.notify(e.runId);
     });
+    // Reports, notifications and metrics observe the same applied changes (once each,
+    // after they are committed); their deliveries go through a queue of their own and
+    // never touch a run.
+    const reports = new Integrations({ config, store: s, driftOf: (p) => drift.driftOf(p), log: logger, ...opts.reports });
+    const outbound = new OutboundQueue({ producer, workerConnection: redis.connect({ maxRetriesPerRequest: null }), prefix: config.redisPrefix, storeId: s.id, handlers: reports.handlers, log: logger, ...opts.reports });
+    reports.attach(outbound);
+    integrations = reports;
+    s.onApplied((events) => reports.applied(events));
     const followUps = new FollowUps({ store: s, config, submit: (runs) => scheduler.submit(runs), log: logger });
     s.onApplied((events) => followUps.applied(events));
     consumer.start();
@@ -138,6 +153,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       live: liveRuns,
       targets,
       logger,
+      integrations: reports,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
         { name: 'store', check: async () => s.ping() },
@@ -149,6 +165,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     closers.push(() => targets.stop());
     poller.start();
     drift.start();
+    reports.start();
+    outbound.start();
     await producerReady;
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
@@ -160,6 +178,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       await drift.stop();
       await scheduler.stop();
       await c.stop();
+      reports.stop();
+      await outbound.close();
       await queues.close();
       s.close();
     });
@@ -169,6 +189,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     app,
     store,
     live,
+    integrations,
     worker,
     events: consumer,
     url,

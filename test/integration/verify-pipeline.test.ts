@@ -119,6 +119,11 @@ describe('verified deploys in the pipeline, through Caddy', () => {
     const page = await (await fetch(`${url}/runs/${run.id}`, AUTH)).text();
     expect(page).toMatch(/Verified at the edge/);
     expect(page).toMatch(/requests sent/);
+    // …and in the metrics.
+    const metrics = await (await fetch(`${url}/metrics`, AUTH)).text();
+    expect(metrics).toContain(`deployer_probe_requests_total{pipeline="site"} ${run.probe.sent}`);
+    expect(metrics).toContain(`deployer_probe_failed_requests_total{pipeline="site"} 0`);
+    expect(metrics).toContain(`deployer_edge_verifications_total{pipeline="site",result="ok"} 1`);
   });
 
   it('a healthy image that serves the old revision through the proxy is rolled back, and the old revision is verified again', async () => {

@@ -73,7 +73,7 @@ export async function apiRoutes(app: FastifyInstance, kit: ConsoleKit): Promise<
   app.get<{ Params: { name: string } }>('/api/pipelines/:name', { schema: { params: NameParams } }, async (req, reply) => {
     const p = pipelineOf(req.params.name);
     if (!p) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
-    return pipelineView(deps, p);
+    return { ...pipelineView(deps, p), ...deps.integrations?.pipelineFields(p.name) };
   });
 
   app.get<{ Params: { name: string }; Querystring: { limit?: number; before?: number; status?: RunStatus; trigger?: Trigger } }>(
@@ -239,5 +239,6 @@ export function pipelineView(deps: AppDeps, p: PipelineConfig) {
     drift: deps.drift.driftOf(p.name),
     /** The protected rollback targets (retention.protect) and their manifests in the registry, as last checked. */
     rollbackTargets: deps.targets ? protectedTargets(deps.store.deployments(p.name, 200), p.retention.protect ?? 5).map((t) => ({ deployment: t.id, commit: t.commit, image: t.image, ...(deps.targets!.statusOf(t.image) ?? { state: 'unchecked' }) })) : [],
+    warnings: deps.integrations?.reports.warnings(p.name) ?? [],
   };
 }
