@@ -119,6 +119,13 @@ describe('notification events and messages (pure)', () => {
     expect(runEvents(run({ ...base, status: 'failed', deploys: [{ service: 'www', outcome: 'timed_out', previousImage: 'a', image: 'a', taskErrors: [], message: '', at: '' }] }), undefined)).toEqual(['timed_out']);
   });
 
+  it('a run rolled back after edge verification (status rolled_back) is announced and reported as rolled back', () => {
+    const rolledBack = run({ ...base, status: 'rolled_back', error: 'deploy: rolled back: not verified at the edge: served by the proxy: old revision 0a1b2c3d4e5f (X-Revision)' });
+    expect(runEvents(rolledBack, undefined)).toEqual(['rolled_back']);
+    expect(runEvents(run({ ...base, status: 'succeeded' }), 'rolled_back')).toEqual(['succeeded', 'recovered']);
+    expect(commitStatusPlan(rolledBack, true)).toMatchObject({ state: 'failure', description: expect.stringMatching(/^Rolled back: deploy: rolled back: not verified at the edge/) });
+  });
+
   it('Slack messages are valid Block Kit naming pipeline, commit, outcome, duration and the run', () => {
     const rolled = run({ ...base, status: 'failed', error: 'deploy: www rolled back: task exited (1)', deploys: [{ service: 'www', outcome: 'rolled_back', previousImage: 'a', image: 'a', taskErrors: [], message: 'rolled back', at: '' }] });
     const msg = slackRunMessage('rolled_back', rolled, { runUrl: ctx.runUrl, pipelineUrl: 'https://d/pipelines/www', repo: 'ocaml/ocaml.org', commitUrl: `https://github.com/ocaml/ocaml.org/commit/${SHA}`, environment: 'production' });
