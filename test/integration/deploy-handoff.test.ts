@@ -54,7 +54,9 @@ describe('build anywhere, deploy where a manager answers (real engine, registry,
     const url = http.url!;
     const sha = await world.repo.commit(siteFiles('built on a worker node\n'), 'handoff');
     const runId = (await deliver(url, pushPayload(REPO, 'main', sha))).body.runs[0] as string;
-    await waitUntil('the deploy is handed off', async () => /deploy handed off/.test(await runLog(url, runId)), 120_000, 200);
+    await waitUntil('the deploy is handed off', async () => /deploy handed off/.test(await runLog(url, runId)), 120_000, 200).catch(async (e: Error) => {
+      throw new Error(`${e.message}\nrun: ${JSON.stringify(await (await fetch(`${url}/api/runs/${runId}`, AUTH)).json())}\nlog:\n${await runLog(url, runId)}`);
+    });
     const waiting = await (await fetch(`${url}/api/runs/${runId}`, AUTH)).json();
     expect(waiting).toMatchObject({ status: 'running' });
     expect(waiting.stages.map((s: { status: string }) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'pending']);
@@ -71,7 +73,7 @@ describe('build anywhere, deploy where a manager answers (real engine, registry,
     expect(run.stages.map((s: { status: string }) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded']);
     const log = await runLog(url, runId);
     expect(log).toMatch(/deploy taken over by \S+ \(attempt 1\)/);
-    expect(log.match(/Step \d+\/\d+ : FROM scratch/g)).toHaveLength(1); // built once, by the first worker
+    expect(log.match(/sending build context/g)).toHaveLength(1); // built once, by the first worker
     expect(await serviceImage(world.services[0]!)).toBe(run.image.ref);
     await waitForContent(world.services[0]!, 'built on a worker node\n', 30_000);
     const [pipeline] = await (await fetch(`${url}/api/pipelines`, AUTH)).json();

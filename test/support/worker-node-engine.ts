@@ -1,9 +1,10 @@
 // The local Docker engine as a swarm *worker* node's engine looks: it builds, tags and
-// pushes like any engine, but it is no manager — /info says so, and every swarm
+// pushes like any engine (BuildKit sessions included), but it is no manager — /info says so, and every swarm
 // service call is refused with the daemon's own 503 — because only one engine (a
 // manager) runs here. A unix-socket HTTP proxy in front of the real socket; streamed
 // bodies (build output, pushes) pass through untouched.
 import http from 'node:http';
+import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +58,22 @@ export async function startWorkerNodeEngine(target = process.env.DOCKER_HOST ?? 
       if (!res.writableFinished) up.destroy();
     });
   });
+  // BuildKit builds open a session first (POST /session, `Upgrade: h2c`): the hijacked
+  // connection is spliced through as raw bytes, as a worker node's engine would take it.
+  const spliced = new Set<net.Socket>();
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    spliced.add(socket);
+    socket.on('close', () => spliced.delete(socket));
+    const up = net.connect(upstream, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) up.write(head);
+      socket.pipe(up).pipe(socket);
+    });
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
+  });
   server.requestTimeout = 0;
   server.headersTimeout = 0;
   await new Promise<void>((resolve) => server.listen(socket, resolve));
@@ -65,6 +82,7 @@ export async function startWorkerNodeEngine(target = process.env.DOCKER_HOST ?? 
     refused: () => [...refused],
     async stop() {
       server.closeAllConnections();
+      for (const socket of spliced) socket.destroy(); // hijacked: no longer the HTTP server's to close
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });
     },
