@@ -27,8 +27,14 @@ export class Admission {
   /** The job that runs `run`: ids, and what the store knows the deploy replaces. */
   jobOf(run: WaitingRun): RunJobData {
     const recorded: Record<string, string> = {};
-    for (const d of this.#store.currentDeployments(run.pipeline)) recorded[d.service] = d.image;
-    return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(run.targetImage ? { image: run.targetImage } : {}) };
+    const current = this.#store.currentDeployments(run.pipeline);
+    for (const d of current) recorded[d.service] = d.image;
+    const serving = current[0];
+    return {
+      runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, trigger: run.trigger,
+      ...(serving ? { serving: { commit: serving.commit, runId: serving.runId } } : {}),
+      ...(run.targetImage ? { image: run.targetImage } : {}),
+    };
   }
 
   /** Queues `run`; throws QueueUnavailable when Redis did not take it. */

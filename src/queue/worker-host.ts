@@ -11,8 +11,8 @@ import { RedisCheckpoints } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
 import { pipelineFingerprint } from './fingerprint.ts';
-import { NewestSuccess } from './newest-success.ts';
 import { queueName, type RunJobData } from './run-queue.ts';
+import { ServingCommits } from './serving.ts';
 
 /** How long a graceful shutdown waits for a deploy that is being watched. */
 const SHUTDOWN_DEPLOY_WAIT_MS = 120_000;
@@ -48,7 +48,7 @@ export class WorkerHost {
   readonly #reporterRedis: Redis;
   readonly #prefix: string;
   readonly #checkpoints: RedisCheckpoints;
-  readonly #newest: NewestSuccess;
+  readonly #serving: ServingCommits;
   readonly #control: ControlSubscriber;
   readonly #active = new Map<string, AbortController>();
   readonly #queues = new Map<string, PipelineQueues>();
@@ -65,7 +65,7 @@ export class WorkerHost {
     this.#slots = opts.config.worker.concurrency;
     this.#reporterRedis = opts.connection();
     this.#checkpoints = new RedisCheckpoints(this.#reporterRedis, opts.prefix);
-    this.#newest = new NewestSuccess(this.#reporterRedis, opts.prefix);
+    this.#serving = new ServingCommits(this.#reporterRedis, opts.prefix);
     this.#control = new ControlSubscriber(opts.connection(), this.#reporterRedis, opts.prefix, (msg) => this.#stop(msg));
     for (const p of opts.config.pipelines) {
       const fp = pipelineFingerprint(opts.config, p);
@@ -143,11 +143,6 @@ export class WorkerHost {
     const controller = new AbortController();
     this.#active.set(runId, controller);
     try {
-      const newer = await this.#newest.newerThan(q.run, runId);
-      if (newer) {
-        log.info({ newer }, 'a newer run already deployed: superseded');
-        return finishUnstarted({ status: 'superseded', error: `superseded by ${newer}`, supersededBy: newer, reported: true });
-      }
       if (!this.#tryAcquire()) {
         // This process is full: hand the job back so an idle worker (maybe on another
         // host) takes it, instead of holding it behind our own runs.
@@ -165,16 +160,21 @@ export class WorkerHost {
           ...(job.data.image ? { image: job.data.image } : {}),
           ...(job.data.recorded ? { recorded: job.data.recorded } : {}),
           ...(job.data.phase ? { phase: job.data.phase } : {}),
+          ...(job.data.trigger ? { trigger: job.data.trigger } : {}),
+          ...(job.data.serving ? { serving: job.data.serving } : {}),
         };
         const outcome = await executeRun(runJob, {
           ports: this.#ports,
           report: reporter,
           stop: controller.signal,
           checkpoints: this.#checkpoints,
+          serving: { load: () => this.#serving.load(q.run) },
           handoff: { handOff: (j) => this.#handOff(q, job.data, j.attempt) },
         });
         log.info({ status: outcome.status, error: outcome.error }, 'run finished');
-        if (outcome.status === 'succeeded') await this.#newest.record(q.run, runId).catch((err: unknown) => log.warn({ err }, 'could not record the newest success'));
+        if (outcome.status === 'succeeded' && outcome.commit) {
+          await this.#serving.record(q.run, { commit: outcome.commit, runId }).catch((err: unknown) => log.warn({ err }, 'could not record what serves'));
+        }
         if (!outcome.reported) {
           // The store never heard the outcome: fail the job, so the store's reconcile
           // loop ends the run with this reason instead of leaving it running.

@@ -76,6 +76,7 @@ export interface WaitingRun {
   id: string;
   pipeline: string;
   commit: string | null;
+  trigger: Trigger;
   targetImage?: string | null;
 }
 
@@ -253,7 +254,7 @@ export class RunRepository {
         answers.push(answer);
       }
       const newest = new Map<string, WaitingRun>();
-      for (const { id, run } of fresh) newest.set(run.pipeline, { id, pipeline: run.pipeline, commit: run.commit });
+      for (const { id, run } of fresh) newest.set(run.pipeline, { id, pipeline: run.pipeline, commit: run.commit, trigger: run.trigger });
       for (const { id, run } of fresh) {
         const winner = newest.get(run.pipeline)!.id;
         this.#insertRun(id, run, now, winner === id ? undefined : winner);
