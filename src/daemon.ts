@@ -42,6 +42,8 @@ export interface Daemon {
   worker: WorkerHost | undefined;
   /** The consumer of worker events (HTTP process only): 'applied' tells what each batch changed. */
   events: EventConsumer | undefined;
+  /** The store owner's side of the queue (HTTP process only): reconcile and retention can be run by hand. */
+  scheduler: Scheduler | undefined;
   url: string | undefined;
   close(): Promise<void>;
 }
@@ -88,6 +90,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   let store: RunStore | undefined;
   let live: LiveRuns | undefined;
   let consumer: EventConsumer | undefined;
+  let scheduler: Scheduler | undefined;
   let url: string | undefined;
   if (opts.http) {
     const s = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
@@ -100,8 +103,9 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     const producerReady = waitUntilReady(producer, 3000);
     const ownStream = eventStreamKey(config.redisPrefix, s.id);
     const queues = new RunQueues(producer, config, { events: ownStream });
-    const scheduler = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
-    const poller = new BranchPoller({ config, heads: new GitSource(config), store: s, scheduler, log: logger });
+    const sched = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
+    scheduler = sched;
+    const poller = new BranchPoller({ config, heads: new GitSource(config), store: s, scheduler: sched, log: logger });
     const drift = new DriftWatcher({ config, store: s, inspector: new SwarmInspector({ sshAuthSock: config.environment.sshAuthSock }), log: logger });
     // The store's own stream first; `<prefix>:events` still carries reports of workers
     // that were given no stream (jobs queued before streams were per store).
@@ -117,7 +121,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     app = await buildApp({
       config,
       store: s,
-      scheduler,
+      scheduler: sched,
       poller,
       drift,
       live: liveRuns,
@@ -128,7 +132,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
         { name: 'docker', check: async () => void (await docker.ping()) },
       ],
     });
-    scheduler.start();
+    sched.start();
     poller.start();
     drift.start();
     await producerReady;
@@ -140,7 +144,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       await app!.close();
       poller.stop();
       await drift.stop();
-      await scheduler.stop();
+      await sched.stop();
       await c.stop();
       await queues.close();
       s.close();
@@ -153,6 +157,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     live,
     worker,
     events: consumer,
+    scheduler,
     url,
     async close() {
       for (const c of closers) await c().catch((err: unknown) => logger.warn({ err }, 'error while closing'));

@@ -42,6 +42,27 @@ export class Admission {
     return this.#queues.enqueue(this.jobOf(run));
   }
 
+  /**
+   * Queues again a run whose job was lost — only while the store still has it queued.
+   * Checked as the store has it now, before and after the (awaited) add: a run
+   * superseded or cancelled meanwhile is not revived. If it changed during the add, the
+   * job is taken out again; if a worker already holds it, that worker is told to stop
+   * before it starts (it checks for a stop request first). Returns whether it was queued.
+   */
+  async requeue(run: WaitingRun): Promise<boolean> {
+    if (this.#store.statusOf(run.id) !== 'queued') return false;
+    await this.enqueue(run);
+    const now = this.#store.statusOf(run.id);
+    if (now === 'queued' || now === 'running') return true;
+    this.#log.info({ run: run.id, status: now }, 'run ended while its job was being queued again: job withdrawn');
+    if (!(await this.#queues.removeWaiting(run.pipeline, run.id))) {
+      const kind = now === 'cancelled' ? 'cancel' : 'supersede';
+      const supersededBy = kind === 'supersede' ? this.#store.supersededBy(run.id) : null;
+      await this.#control.requestStop({ runId: run.id, kind, message: `run already ${now ?? 'removed'}`, ...(supersededBy ? { supersededBy } : {}) });
+    }
+    return false;
+  }
+
   /** Paused: the push waits, visible; only the newest one is kept waiting. */
   async holdNewest(run: WaitingRun): Promise<void> {
     this.#log.info({ run: run.id, pipeline: run.pipeline }, 'pipeline paused: run held until resumed');

@@ -70,19 +70,23 @@ export class Reconciler {
    * again (an accepted push still runs); a run whose job failed without the worker
    * reporting it (stalled twice: its worker died) is failed with the queue's reason.
    */
-  async reconcile(): Promise<void> {
+  async reconcile(opts: { graceMs?: number } = {}): Promise<void> {
+    const graceMs = opts.graceMs ?? 10_000;
     for (const run of this.#store.runsWithStatus(['queued', 'running'])) {
       if (!this.#config.pipelines.some((p) => p.name === run.pipeline)) {
         this.#store.finish(run.id, 'failed', `pipeline ${run.pipeline} is no longer configured`);
         continue;
       }
       // A run created this instant may not be enqueued yet by submit().
-      if (run.status === 'queued' && Date.now() - Date.parse(run.createdAt) < 10_000) continue;
+      if (run.status === 'queued' && Date.now() - Date.parse(run.createdAt) < graceMs) continue;
       const { state, failedReason } = await this.#queues.jobState(run.pipeline, run.id);
+      // The list above is a snapshot, and every await lets pushes, rebuilds and cancels
+      // run: a run superseded or cancelled meanwhile has no job either (that is how they
+      // end it). Decide on the run as the store has it now, never on the snapshot.
+      if (this.#store.statusOf(run.id) !== run.status) continue;
       if (state === 'missing' && run.status === 'queued' && this.#store.pauseOf(run.pipeline)) continue; // held while paused
       if (state === 'missing' && run.status === 'queued') {
-        this.#log.warn({ run: run.id }, 're-queueing a run whose job was lost');
-        await this.#admission.enqueue(run);
+        if (await this.#admission.requeue(run)) this.#log.warn({ run: run.id }, 're-queued a run whose job was lost');
       } else if (state === 'missing') {
         this.#store.finish(run.id, 'failed', 'interrupted: its job is no longer in the queue');
       } else if (state === 'failed') {

@@ -24,6 +24,8 @@ interface PipelineQueues {
   deploy: string;
   /** Producer side of the deploy queue, for hand-offs. */
   deployQueue: Queue<RunJobData, RunOutcome>;
+  /** The run queue as a reader: is a newer run waiting behind this one? */
+  runQueue: Queue<RunJobData, RunOutcome>;
 }
 
 /**
@@ -69,8 +71,13 @@ export class WorkerHost {
     this.#control = new ControlSubscriber(opts.connection(), this.#reporterRedis, opts.prefix, (msg) => this.#stop(msg));
     for (const p of opts.config.pipelines) {
       const fp = pipelineFingerprint(opts.config, p);
-      const q: PipelineQueues = { pipeline: p, run: queueName(p.name, fp), deploy: queueName(p.name, fp, 'deploy'), deployQueue: new Queue(queueName(p.name, fp, 'deploy'), { connection: this.#reporterRedis, prefix: opts.prefix }) };
+      const q: PipelineQueues = {
+        pipeline: p, run: queueName(p.name, fp), deploy: queueName(p.name, fp, 'deploy'),
+        deployQueue: new Queue(queueName(p.name, fp, 'deploy'), { connection: this.#reporterRedis, prefix: opts.prefix }),
+        runQueue: new Queue(queueName(p.name, fp), { connection: this.#reporterRedis, prefix: opts.prefix }),
+      };
       q.deployQueue.on('error', () => undefined);
+      q.runQueue.on('error', () => undefined);
       this.#queues.set(p.name, q);
       this.#startWorker(q.run, p.name);
     }
@@ -143,6 +150,15 @@ export class WorkerHost {
     const controller = new AbortController();
     this.#active.set(runId, controller);
     try {
+      // Latest request wins, here too: the store supersedes older waiting runs when a
+      // newer one is queued, but under a storm of requests that lags behind the worker.
+      // A first attempt (nothing of it done yet) with a newer run waiting behind it ends
+      // at once, superseded by that one, instead of building what is about to be replaced.
+      const newer = !job.data.phase && !job.data.attempt && (job.stalledCounter ?? 0) === 0 ? await this.#newerWaiting(q, runId) : undefined;
+      if (newer) {
+        log.info({ newer }, 'a newer run is waiting: superseded before starting');
+        return finishUnstarted({ status: 'superseded', error: `superseded by ${newer}`, supersededBy: newer, reported: true });
+      }
       if (!this.#tryAcquire()) {
         // This process is full: hand the job back so an idle worker (maybe on another
         // host) takes it, instead of holding it behind our own runs.
@@ -194,6 +210,13 @@ export class WorkerHost {
     }
   }
 
+  /** The newest waiting run of this queue if it was made after `runId` (run ids sort by creation). */
+  async #newerWaiting(q: PipelineQueues, runId: string): Promise<string | undefined> {
+    const waiting = await withTimeout(q.runQueue.getWaiting(0, 0), 2000, 'waiting jobs').catch(() => []);
+    const newest = waiting[0]?.id;
+    return newest !== undefined && newest > runId ? newest : undefined;
+  }
+
   /** Queues the deploy of a built run where workers that reach a swarm manager listen. */
   async #handOff(q: PipelineQueues, data: RunJobData, attempt: number): Promise<void> {
     const { phase: _phase, attempt: _attempt, ...rest } = data;
@@ -230,7 +253,7 @@ export class WorkerHost {
       return Promise.all(this.#workers.map((w) => w.close(true)));
     });
     this.#control.close();
-    await Promise.all([...this.#queues.values()].map((q) => withTimeout(q.deployQueue.close(), 2000, 'queue close').catch(() => undefined)));
+    await Promise.all([...this.#queues.values()].flatMap((q) => [q.deployQueue, q.runQueue]).map((queue) => withTimeout(queue.close(), 2000, 'queue close').catch(() => undefined)));
     this.#reporterRedis.disconnect();
   }
 }

@@ -104,6 +104,9 @@ export class RunStore {
   statusesForCommit(pipeline: string, commit: string): RunStatus[] {
     return this.#runs.statusesForCommit(pipeline, commit);
   }
+  statusOf(id: string): RunStatus | undefined {
+    return this.#runs.statusOf(id);
+  }
   requestCancel(id: string, by: string): void {
     this.#runs.requestCancel(id, by);
   }

@@ -392,6 +392,12 @@ export class RunRepository {
     return this.#sql.all('SELECT status FROM runs WHERE pipeline = ? AND commit_sha = ?', pipeline, commit).map((r) => oneOf(r, 'status', RUN_STATUSES));
   }
 
+  /** The run's status as stored now (undefined: no such run): the truth after an await. */
+  statusOf(id: string): RunStatus | undefined {
+    const row = this.#sql.get('SELECT status FROM runs WHERE id = ?', id);
+    return row ? oneOf(row, 'status', RUN_STATUSES) : undefined;
+  }
+
   /** Who asked for a cancel (not a state change: the worker's stop is what ends the run). */
   requestCancel(id: string, by: string): void {
     this.#sql.run('UPDATE runs SET cancel_requested = ? WHERE id = ?', by, id);
