@@ -1,8 +1,48 @@
 import type { Logger } from 'pino';
-import type { Config } from '../config/types.ts';
+import type { Config, PipelineConfig } from '../config/types.ts';
 import type { RunStore } from '../store/run-store.ts';
 import type { Admission } from './admission.ts';
 import type { RunQueues } from './run-queue.ts';
+
+/**
+ * Runs deleted per transaction by retention. Measured (bench/scenarios/retention.ts):
+ * a batch of this size blocks the event loop for a few milliseconds, with logs.
+ */
+const RETENTION_BATCH = 50;
+
+/** Lets timers, I/O and requests run before the next batch (setImmediate: after pending I/O). */
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Retention in batches of `batch` runs, one short transaction each, yielding to the
+ * event loop between them (bench/scenarios/retention.ts measures the longest block).
+ * `stopped` ends it early (the daemon is stopping).
+ */
+export async function pruneInBatches(
+  store: Pick<RunStore, 'pruneBatch' | 'forgetOrphanedEvents' | 'pruneDeliveriesBatch'>,
+  pipelines: readonly Pick<PipelineConfig, 'name' | 'retention'>[],
+  log: Pick<Logger, 'info'>,
+  opts: { batch: number; stopped?: () => boolean },
+): Promise<number> {
+  const { batch } = opts;
+  const stopped = opts.stopped ?? (() => false);
+  let total = 0;
+  for (const p of pipelines) {
+    let removed = 0;
+    for (;;) {
+      const n = store.pruneBatch(p.name, p.retention.runs, p.retention.ageMs, batch);
+      removed += n;
+      if (n < batch || stopped()) break;
+      await yieldToLoop();
+    }
+    if (removed > 0) log.info({ pipeline: p.name, removed }, 'old runs removed (retention)');
+    total += removed;
+    await yieldToLoop();
+  }
+  store.forgetOrphanedEvents();
+  while (!stopped() && store.pruneDeliveriesBatch(30 * 86_400_000, batch * 10) === batch * 10) await yieldToLoop();
+  return total;
+}
 
 /**
  * Keeps the store and the queue telling the same story after crashes, and applies
@@ -17,6 +57,8 @@ export class Reconciler {
   #timer: NodeJS.Timeout | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #reconciling: Promise<void> | undefined;
+  #pruning: Promise<void> | undefined;
+  #stopping = false;
 
   constructor(opts: { store: RunStore; queues: RunQueues; admission: Admission; config: Config; log: Logger }) {
     this.#store = opts.store;
@@ -39,11 +81,11 @@ export class Reconciler {
     this.#timer = setInterval(tick, intervalMs);
     this.#timer.unref();
     const prune = () => {
-      try {
-        this.prune();
-      } catch (err) {
-        this.#log.warn({ err }, 'retention failed');
-      }
+      this.#pruning ??= this.prune()
+        .catch((err: unknown) => this.#log.warn({ err }, 'retention failed'))
+        .finally(() => {
+          this.#pruning = undefined;
+        });
     };
     prune();
     this.#pruneTimer = setInterval(prune, 3_600_000);
@@ -51,18 +93,21 @@ export class Reconciler {
   }
 
   async stop(): Promise<void> {
+    this.#stopping = true;
     if (this.#timer) clearInterval(this.#timer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.#reconciling;
+    await this.#pruning;
   }
 
-  /** Applies each pipeline's retention (runs by count and age) and forgets old deliveries. */
-  prune(): void {
-    for (const p of this.#config.pipelines) {
-      const removed = this.#store.prune(p.name, p.retention.runs, p.retention.ageMs);
-      if (removed > 0) this.#log.info({ pipeline: p.name, removed }, 'old runs removed (retention)');
-    }
-    this.#store.pruneDeliveries(30 * 86_400_000);
+  /**
+   * Applies each pipeline's retention (runs by count and age) and forgets old
+   * deliveries, off the hot path: in batches of `batch` runs (one short transaction
+   * each), yielding to the event loop between them, so requests, webhooks and Redis
+   * keep being served while thousands of runs go. Stops early when the daemon stops.
+   */
+  async prune(opts: { batch?: number } = {}): Promise<void> {
+    await pruneInBatches(this.#store, this.#config.pipelines, this.#log, { batch: opts.batch ?? RETENTION_BATCH, stopped: () => this.#stopping });
   }
 
   /**

@@ -59,7 +59,7 @@ export class Scheduler {
   reconcile(opts?: { graceMs?: number }): Promise<void> {
     return this.reconciler.reconcile(opts);
   }
-  prune(): void {
-    this.reconciler.prune();
+  prune(): Promise<void> {
+    return this.reconciler.prune();
   }
 }
