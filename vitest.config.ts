@@ -1,13 +1,26 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two projects, both run by scripts/test.sh:
+ * Three projects, run in this order by scripts/test.sh (sequence.groupOrder):
  * - fast: pure logic and in-memory ports (test/unit, test/fast). No Docker, no Redis;
  *   files run in parallel; seconds. `scripts/test.sh --project fast` runs only these.
- * - integration: real Redis, git, Docker, registry, swarm, browser (test/integration and
- *   the support smoke test). They share one Docker engine and swarm on a 2-core machine:
- *   files run one after another so rollouts are not starved and timings stay meaningful.
+ * - integration: real Redis, git, Docker, registry, swarm, browser (test/integration,
+ *   test/hostile and the support smoke test). Two files at a time: they mostly wait on
+ *   the engine (rollouts, container starts), every file uses its own names, Redis prefix
+ *   and ports, and two at a time keeps the whole suite inside CI's 20 minutes on 2 cores.
+ * - serial: the files whose point is a timing or a memory figure under a quiet machine
+ *   (zero failed requests through Caddy during a rollout, the queue burst, RSS bounds).
+ *   They run last, one at a time, with nothing beside them. (The benchmark smoke run
+ *   asserts no figure, so it runs with the integration files.)
  */
+const SERIAL = [
+  'test/integration/zero-downtime.test.ts',
+  'test/integration/queue.test.ts',
+  'test/integration/retention.test.ts',
+  'test/hostile/webhook-flood.test.ts',
+  'test/hostile/build-output.test.ts',
+];
+
 export default defineConfig({
   test: {
     reporters: ['default'],
@@ -21,6 +34,7 @@ export default defineConfig({
       {
         test: {
           name: 'fast',
+          sequence: { groupOrder: 0 },
           include: ['test/unit/**/*.test.ts', 'test/fast/**/*.test.ts'],
           fileParallelism: true,
           // Pure tests share no state worth a fresh module graph per file: reuse workers.
@@ -32,6 +46,18 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts', 'test/hostile/**/*.test.ts', 'test/*.test.ts'],
+          exclude: SERIAL,
+          sequence: { groupOrder: 1 },
+          maxWorkers: 2,
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+        },
+      },
+      {
+        test: {
+          name: 'serial',
+          include: SERIAL,
+          sequence: { groupOrder: 2 },
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 180_000,

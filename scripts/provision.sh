@@ -24,6 +24,10 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v caddy >/dev/null || need+=(caddy)
 command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
+# scripts/base-images.sh: the deployer's base images from Debian packages (no Docker Hub).
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+# Prometheus scrapes the deployer in the metrics tests; promtool checks the shipped alert rules.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +36,10 @@ if [ ${#need[@]} -gt 0 ]; then
   # Debian's caddy package starts a system Caddy on :80; the tests only need the binary.
   if printf '%s\n' "${need[@]}" | grep -qx caddy && command -v systemctl >/dev/null; then
     systemctl disable --now caddy >/dev/null 2>&1 || true
+  fi
+  # Likewise Debian's prometheus (and its node exporter): tests start their own, per test.
+  if printf '%s\n' "${need[@]}" | grep -qx prometheus && command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
   fi
 fi
 # dockerd from docker.io, but the client may be a newer one in /usr/local/bin: either works.

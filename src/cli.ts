@@ -5,6 +5,7 @@ import { formatDuration } from './lib/duration.ts';
 import { redactUrl } from './git/source.ts';
 import { createLogger } from './lib/logger.ts';
 import { CLIENT_COMMANDS, CLIENT_USAGE, runClient, type ClientCommand } from './client/commands.ts';
+import { describeReporting } from './report/describe.ts';
 
 const usage = `usage: deployer <command> [options]
 
@@ -88,6 +89,7 @@ function describe(config: Config): string {
     lines.push(`    build ${p.build.context}/${p.build.dockerfile}${p.build.target ? ` target ${p.build.target}` : ''} -> ${p.image}:${p.tag} and :<commit>`);
     lines.push(`    deploy to ${p.services.length ? p.services.join(', ') : '(no services)'}: ${p.deploy.order}, on failure ${p.deploy.failureAction}, monitor ${formatDuration(p.deploy.monitorMs)}, timeout ${formatDuration(p.deploy.timeoutMs)}`);
   }
+  lines.push('reporting:', ...describeReporting(config));
   return `${lines.join('\n')}\n`;
 }
 

@@ -22,6 +22,8 @@ import { openDatabase } from './store/db.ts';
 import { RunStore } from './store/run-store.ts';
 import { buildApp } from './web/app.ts';
 import { LiveRuns, type LiveRunsOptions } from './web/live.ts';
+import { Integrations, type IntegrationsOptions } from './report/integrations.ts';
+import { OutboundQueue, type OutboundOptions } from './queue/outbound.ts';
 
 export interface DaemonOptions {
   http: boolean;
@@ -31,6 +33,8 @@ export interface DaemonOptions {
   port?: number;
   /** Live view limits and timings (tests shorten them). */
   live?: LiveRunsOptions;
+  /** Report queue retry timings and the reports' sweep (tests shorten them). */
+  reports?: OutboundOptions & IntegrationsOptions;
 }
 
 export interface Daemon {
@@ -38,6 +42,8 @@ export interface Daemon {
   store: RunStore | undefined;
   /** Live run views (HTTP process only). */
   live: LiveRuns | undefined;
+  /** GitHub reports, notifications, metrics (HTTP process only). */
+  integrations: Integrations | undefined;
   /** The worker side (worker processes only). */
   worker: WorkerHost | undefined;
   /** The consumer of worker events (HTTP process only): 'applied' tells what each batch changed. */
@@ -89,6 +95,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   let app: FastifyInstance | undefined;
   let store: RunStore | undefined;
   let live: LiveRuns | undefined;
+  let integrations: Integrations | undefined;
   let consumer: EventConsumer | undefined;
   let scheduler: Scheduler | undefined;
   let url: string | undefined;
@@ -116,6 +123,14 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     s.onApplied((events) => {
       for (const e of events) liveRuns.notify(e.runId);
     });
+    // Reports, notifications and metrics observe the same applied changes (once each,
+    // after they are committed); their deliveries go through a queue of their own and
+    // never touch a run.
+    const reports = new Integrations({ config, store: s, driftOf: (p) => drift.driftOf(p), log: logger, ...opts.reports });
+    const outbound = new OutboundQueue({ producer, workerConnection: redis.connect({ maxRetriesPerRequest: null }), prefix: config.redisPrefix, storeId: s.id, handlers: reports.handlers, log: logger, ...opts.reports });
+    reports.attach(outbound);
+    integrations = reports;
+    s.onApplied((events) => reports.applied(events));
     consumer.start();
     const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
     app = await buildApp({
@@ -126,6 +141,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       drift,
       live: liveRuns,
       logger,
+      integrations: reports,
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
         { name: 'store', check: async () => s.ping() },
@@ -135,6 +151,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     sched.start();
     poller.start();
     drift.start();
+    reports.start();
+    outbound.start();
     await producerReady;
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
@@ -146,6 +164,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       await drift.stop();
       await sched.stop();
       await c.stop();
+      reports.stop();
+      await outbound.close();
       await queues.close();
       s.close();
     });
@@ -155,6 +175,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     app,
     store,
     live,
+    integrations,
     worker,
     events: consumer,
     scheduler,

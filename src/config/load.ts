@@ -9,6 +9,7 @@ import { resolveBuild } from './build.ts';
 import { hostEnvironment } from './environment.ts';
 import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
+import { resolveGitHubReporting, resolveMetrics, resolveNotify, resolvePipelineReporting } from './integrations.ts';
 import { ConfigSchema } from './schema.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
 
@@ -95,6 +96,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
   const token = readSecret(c.github ?? {}, 'token', 'github', false);
   const auth = resolveAuth(c.auth, { readSecret, duration: (v, fallback, path) => durationOr(v, fallback, path, issues), issues });
   const trustProxy = resolveTrustProxy(c.trustProxy, issues);
+  const reporting = resolveGitHubReporting(c.github ?? {}, token, readSecret, issues);
 
   const listen = parseListen(c.listen ?? '127.0.0.1:8090');
   if (!listen) issues.push({ path: 'listen', message: 'must be HOST:PORT, e.g. 127.0.0.1:8090' });
@@ -166,9 +168,12 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
         images: p.retention?.images ?? DEFAULT_RETENTION.images,
       },
       pollMs: p.poll === false ? 0 : durationOr(p.poll, DEFAULT_POLL_MS, `${path}.poll`, issues),
+      ...resolvePipelineReporting(p, path, reporting, issues),
     });
   });
 
+  const notify = resolveNotify(c.notify ?? [], pipelines.map((p) => p.name), readSecret, issues);
+  const metrics = resolveMetrics(c.metrics, readSecret, issues);
   // Resolved before the check below, so that their errors are reported too.
   const driftIntervalMs = durationOr(c.driftInterval, 60_000, 'driftInterval', issues);
   const deadAfterMs = durationOr(c.worker?.deadAfter, 30_000, 'worker.deadAfter', issues);
@@ -183,7 +188,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     redisUrl: c.redis ?? 'redis://127.0.0.1:6379',
     redisPrefix: c.redisPrefix ?? 'deployer',
     logLevel: c.logLevel ?? 'info',
-    github: { webhookSecret, token },
+    github: { webhookSecret, token, ...reporting },
     auth,
     trustProxy,
     docker: defaultDocker,
@@ -194,6 +199,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     registries,
     worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs },
     pipelines,
+    notify,
+    metrics,
     environment: hostEnvironment(env),
   };
 }

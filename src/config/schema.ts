@@ -1,5 +1,6 @@
 import Type from 'typebox';
 import { AuthSchema, TrustProxySchema } from './auth.ts';
+import { GitHubReportFields, MetricsSchema, NotifySchema, PipelineReportFields } from './integrations.ts';
 
 /**
  * The config file's shape as written by the operator (before secrets and defaults are
@@ -74,6 +75,7 @@ export const PipelineSchema = Type.Object(
       ),
     ),
     poll: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
+    ...PipelineReportFields,
   },
   closed,
 );
@@ -95,7 +97,7 @@ export const ConfigSchema = Type.Object(
     logLevel: Type.Optional(
       Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
     ),
-    github: Type.Object(SecretFields, closed),
+    github: Type.Object({ ...SecretFields, ...GitHubReportFields }, closed),
     auth: AuthSchema,
     trustProxy: Type.Optional(TrustProxySchema),
     docker: Type.Optional(
@@ -128,6 +130,8 @@ export const ConfigSchema = Type.Object(
       Type.Object({ concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })), deadAfter: Type.Optional(Duration) }, closed),
     ),
     pipelines: Type.Array(PipelineSchema),
+    notify: Type.Optional(NotifySchema),
+    metrics: Type.Optional(MetricsSchema),
   },
   closed,
 );

@@ -61,6 +61,12 @@ export interface PipelineConfig {
   cancelSuperseded: boolean;
   /** How often the branch head is checked for pushes whose webhook never came (ms; 0 = never). */
   pollMs: number;
+  /** GitHub deployment environment (`environment` or `github.environment`; default the top-level one). */
+  environment: string;
+  /** The site's public URL, if known: the deployment's environment_url. */
+  publicUrl: string | undefined;
+  /** What is posted to GitHub about this pipeline's runs. */
+  report: ReportKind[];
   retention: {
     /** Finished runs kept (newest first). */
     runs: number;
@@ -96,7 +102,7 @@ export interface Config {
   /** Namespace of every Redis key (queues, event stream), so instances can share a Redis. */
   redisPrefix: string;
   logLevel: string;
-  github: { webhookSecret: Secret; token: Secret | undefined };
+  github: { webhookSecret: Secret; token: Secret | undefined } & GitHubReporting;
   auth: AuthConfig;
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
@@ -114,5 +120,40 @@ export interface Config {
   /** concurrency: runs at once per process; deadAfterMs: how long a silent worker keeps its job (lock). */
   worker: { concurrency: number; deadAfterMs: number };
   pipelines: PipelineConfig[];
+  /** Chat and webhook receivers told about runs and drift. */
+  notify: NotifyTarget[];
+  metrics: MetricsConfig;
   environment: HostEnvironment;
+}
+
+export type ReportKind = 'deployments' | 'checks';
+
+/** What is posted to GitHub, where, and with which credentials (src/config/integrations.ts). */
+export interface GitHubReporting {
+  apiUrl: string;
+  /** Where people browse: commit links in notifications. */
+  webUrl: string;
+  /** A GitHub App (check runs); else the token (commit statuses). */
+  app: { id: number; privateKey: Secret; installationId: number | undefined } | undefined;
+  report: ReportKind[];
+  environment: string;
+}
+
+export type NotifyEvent = 'started' | 'succeeded' | 'failed' | 'rolled_back' | 'timed_out' | 'cancelled' | 'recovered' | 'drift';
+
+interface NotifyCommon {
+  /** Position in the config's `notify` list: names the target in records. */
+  index: number;
+  on: NotifyEvent[];
+  pipelines: string[] | undefined;
+  timeoutMs: number;
+}
+
+export type NotifyTarget =
+  | ({ kind: 'slack'; webhookUrl: Secret } & NotifyCommon)
+  | ({ kind: 'webhook'; url: string; secret: Secret } & NotifyCommon);
+
+export interface MetricsConfig {
+  /** Bearer token that may read GET /metrics (the admin token always may). */
+  token: Secret | undefined;
 }

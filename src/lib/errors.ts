@@ -21,7 +21,11 @@ export type ErrorCode =
   | 'conflict'
   | 'invalid_input'
   | 'queue_unavailable'
-  | 'store_unavailable';
+  | 'store_unavailable'
+  /** A report or notification receiver said no for good (bad credentials, 4xx): not retried. */
+  | 'delivery_refused'
+  /** A receiver failed or did not answer (5xx, 429, timeout, connection): retried with backoff. */
+  | 'delivery_failed';
 
 export class DeployerError extends Error {
   readonly code: ErrorCode;

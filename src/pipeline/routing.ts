@@ -13,7 +13,24 @@ export interface PushInfo {
 export type RouteDecision =
   | { kind: 'ignore'; reason: string }
   | { kind: 'ping' }
-  | { kind: 'push'; push: PushInfo; pipelines: PipelineConfig[] };
+  | { kind: 'push'; push: PushInfo; pipelines: PipelineConfig[] }
+  | RerunDecision;
+
+/** "Re-run" on GitHub (check_run / check_suite `rerequested`): rebuild that commit. */
+export interface RerunDecision {
+  kind: 'rerun';
+  repo: string;
+  commit: string;
+  pipelines: PipelineConfig[];
+  source: 'check_run' | 'check_suite';
+  /** The GitHub login that asked. */
+  by: string;
+}
+
+/** The name of a pipeline's check run (and commit status context) on GitHub. */
+export function checkName(pipeline: string): string {
+  return `deployer/${pipeline}`;
+}
 
 const ZERO_SHA = /^0{40}$/;
 
@@ -24,6 +41,7 @@ const ZERO_SHA = /^0{40}$/;
  */
 export function routeWebhook(event: string, payload: unknown, pipelines: PipelineConfig[]): RouteDecision {
   if (event === 'ping') return { kind: 'ping' };
+  if (event === 'check_run' || event === 'check_suite') return routeRerun(event, payload, pipelines);
   if (event !== 'push') return { kind: 'ignore', reason: `event "${event}" is not used` };
   const p = payload as Record<string, any> | null;
   const repo = p?.repository?.full_name;
@@ -54,6 +72,34 @@ export function routeWebhook(event: string, payload: unknown, pipelines: Pipelin
     },
     pipelines: matching,
   };
+}
+
+/**
+ * check_run.rerequested names one of our check runs (`deployer/<pipeline>`);
+ * check_suite.rerequested re-runs every pipeline of the repository that deploys the
+ * suite's branch. Other check actions (created, completed, …) are ignored.
+ */
+function routeRerun(event: 'check_run' | 'check_suite', payload: unknown, pipelines: PipelineConfig[]): RouteDecision {
+  const p = payload as Record<string, any> | null;
+  if (p?.action !== 'rerequested') return { kind: 'ignore', reason: `${event} action "${String(p?.action)}" is not used` };
+  const repo = p?.repository?.full_name;
+  const subject = event === 'check_run' ? p?.check_run : p?.check_suite;
+  const commit = subject?.head_sha;
+  if (typeof repo !== 'string' || typeof commit !== 'string' || !/^[0-9a-f]{40}$/.test(commit)) {
+    return { kind: 'ignore', reason: `${event} payload lacks repository.full_name or a head_sha` };
+  }
+  const forRepo = pipelines.filter((pl) => pl.repo.toLowerCase() === repo.toLowerCase());
+  let matching: PipelineConfig[];
+  if (event === 'check_run') {
+    matching = forRepo.filter((pl) => checkName(pl.name) === subject?.name);
+    if (matching.length === 0) return { kind: 'ignore', reason: `check run "${String(subject?.name)}" is not one of ours` };
+  } else {
+    const branch = subject?.head_branch;
+    matching = forRepo.filter((pl) => pl.branch === branch);
+    if (matching.length === 0) return { kind: 'ignore', reason: `no pipeline for branch ${String(branch)} of ${repo}` };
+  }
+  const by = typeof p?.sender?.login === 'string' ? p.sender.login : 'unknown';
+  return { kind: 'rerun', repo, commit, pipelines: matching, source: event, by };
 }
 
 const REF_PREFIX = Buffer.from('{"ref":"');

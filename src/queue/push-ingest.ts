@@ -102,6 +102,8 @@ export class PushIngest {
       }
       this.#log.warn({ err: reason }, 'some runs of a push batch could not be queued, but one is already running: the batch is kept; reconcile queues the rest');
     }
+    // The batch stands: the runs it recorded as superseded are news now.
+    this.#store.announceRecorded(recorded);
     await Promise.all([
       ...held.map((run) => this.#admission.holdNewest(run).catch((err: unknown) => this.#log.warn({ err, run: run.id }, 'could not supersede older runs'))),
       ...jobs.map((run) => this.#admission.supersedeOlderQuietly(run)),

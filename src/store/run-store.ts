@@ -11,6 +11,9 @@ import { Retention } from './retention.ts';
 import { AuditStore } from './audit-store.ts';
 import { RunQueries } from './run-queries.ts';
 import { SessionStore } from './session-store.ts';
+import { NotificationStore } from './notification-store.ts';
+import { ReportQueries } from './report-queries.ts';
+import { ReportStore } from './report-store.ts';
 import { RunRepository, type DeliveryOutcome, type NewRun, type PushDelivery, type RecordedPushes, type RunView } from './runs.ts';
 import { Sql, text } from './sql.ts';
 
@@ -46,6 +49,10 @@ export class RunStore {
   readonly sessions: SessionStore;
   readonly audit: AuditStore;
   readonly queries: RunQueries;
+  /** The reporting tables: GitHub report outbox, notifications, and what the reporters read about runs. */
+  readonly reports: ReportStore;
+  readonly notifications: NotificationStore;
+  readonly reportQueries: ReportQueries;
 
   constructor(db: DatabaseSync, opts: { maxEventAttempts?: number } = {}) {
     this.#sql = new Sql(db);
@@ -58,6 +65,9 @@ export class RunStore {
     this.sessions = new SessionStore(db);
     this.audit = new AuditStore(db);
     this.queries = new RunQueries(db, this);
+    this.reports = new ReportStore(db);
+    this.notifications = new NotificationStore(db);
+    this.reportQueries = new ReportQueries(db);
     this.id = this.#sql.transaction(() => {
       const row = this.#sql.get("SELECT value FROM store_meta WHERE key = 'id'");
       if (row) return text(row, 'value');
@@ -133,6 +143,16 @@ export class RunStore {
     const verdict = this.#events.apply(event);
     if (verdict.applied) this.#notify([event]);
     return verdict.applied;
+  }
+  /**
+   * Push ingest kept a recorded batch (its runs are queued): listeners now hear of the
+   * runs it recorded as superseded already (latest push wins at ingest). Those were
+   * born finished, with no transition through the lifecycle, yet they are finished runs
+   * all the same (metrics count them). Said only once the batch is kept, because a
+   * batch whose runs could not be queued is forgotten.
+   */
+  announceRecorded(recorded: RecordedPushes): void {
+    this.#notify(recorded.superseded.map((r): LifecycleEvent => ({ type: 'store.finished', runId: r.id, status: 'superseded', at: r.at, error: `superseded by ${r.supersededBy}`, supersededBy: r.supersededBy })));
   }
   /** Hears every applied change of a run, from workers' events and from the store's own decisions. */
   onApplied(listener: AppliedListener): void {

@@ -98,6 +98,8 @@ export interface RecordedPushes {
   /** Everything the batch wrote, so it can be forgotten if its runs cannot be queued. */
   runIds: string[];
   deliveryIds: string[];
+  /** The batch's runs recorded as superseded already (latest push wins), with the run that replaced each. */
+  superseded: { id: string; supersededBy: string; at: string }[];
 }
 
 const TRIGGERS = ['push', 'rebuild', 'rollback', 'poll'] as const satisfies readonly Trigger[];
@@ -255,11 +257,13 @@ export class RunRepository {
       }
       const newest = new Map<string, WaitingRun>();
       for (const { id, run } of fresh) newest.set(run.pipeline, { id, pipeline: run.pipeline, commit: run.commit, trigger: run.trigger });
+      const superseded: RecordedPushes['superseded'] = [];
       for (const { id, run } of fresh) {
         const winner = newest.get(run.pipeline)!.id;
         this.#insertRun(id, run, now, winner === id ? undefined : winner);
+        if (winner !== id) superseded.push({ id, supersededBy: winner, at: now });
       }
-      return { answers, newest: [...newest.values()], runIds: fresh.map((f) => f.id), deliveryIds };
+      return { answers, newest: [...newest.values()], runIds: fresh.map((f) => f.id), deliveryIds, superseded };
     });
   }
 

@@ -9,6 +9,8 @@ import type { Scheduler } from '../queue/scheduler.ts';
 import type { RunStore } from '../store/run-store.ts';
 import { consoleRoutes } from './console.ts';
 import type { LiveRuns } from './live.ts';
+import { webhookMetrics } from './routes/metrics.ts';
+import type { Integrations } from '../report/integrations.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 
 declare module 'fastify' {
@@ -33,6 +35,8 @@ export interface AppDeps {
   /** Live run views (server-sent events). */
   live: LiveRuns;
   logger: Logger;
+  /** GitHub reports, notifications and metrics (src/report/integrations.ts). */
+  integrations?: Integrations;
 }
 
 /** Builds the HTTP app without listening, so tests can `inject()` or listen on port 0. */
@@ -87,6 +91,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.decorate('routeList', routes);
 
+  // Counts webhook answers by event and result (deployer_webhooks_total).
+  webhookMetrics(app, deps);
   await app.register(async (scope) => webhookRoutes(scope, deps));
   // The console: JSON API, pages, live streams and sign-in, behind roles (src/web/auth).
   await app.register(async (scope) => consoleRoutes(scope, deps));

@@ -17,6 +17,7 @@ import type { SafeHtml } from './html.ts';
 import { OverviewLive } from './overview-live.ts';
 import { apiRoutes } from './routes/api.ts';
 import { liveRoutes } from './routes/live.ts';
+import { metricsRoutes } from './routes/metrics.ts';
 import { pageRoutes } from './routes/pages.ts';
 import { signInRoutes } from './routes/signin.ts';
 import { layout, type ViewContext } from './views/layout.ts';
@@ -145,6 +146,8 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps): Promis
   await liveRoutes(app, kit);
   await pageRoutes(app, kit);
   await signInRoutes(app, kit);
+  // GET /metrics (viewer role or metrics token) and a run's reports (viewer).
+  await metricsRoutes(app, deps, (req, reply) => kit.signInPage(req, reply));
 
   const housekeeping = () => {
     try {

@@ -253,6 +253,9 @@ export function fakePipeline(over: Partial<PipelineConfig> = {}): PipelineConfig
     timeouts: { fetch: 2000, build: 2000, push: 2000, deploy: 2000 },
     cancelSuperseded: false,
     pollMs: 0,
+    environment: 'production',
+    publicUrl: undefined,
+    report: [],
     retention: { runs: 10, ageMs: 86_400_000, logBytes: 1024 * 1024, images: 3 },
     ...over,
   };

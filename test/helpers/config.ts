@@ -33,13 +33,15 @@ export interface TestPipeline {
   poll?: string | false;
   /** The pipeline's `build:` block, as written in YAML (e.g. `{ builder: 'classic' }`). */
   build?: Record<string, unknown>;
+  /** More YAML lines of this pipeline (indented by the caller as a pipeline key, e.g. "    publicUrl: …"). */
+  extra?: string;
 }
 
 /**
  * A real config file's text, parsed like the daemon parses it, with a fresh data dir
  * and Redis prefix so tests never see each other's queues or runs.
  */
-export function testConfig(opts: { pipelines: TestPipeline[]; authYaml?: string; extraYaml?: string; publicUrl?: string; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; env?: Record<string, string> }): Config {
+export function testConfig(opts: { pipelines: TestPipeline[]; authYaml?: string; extraYaml?: string; publicUrl?: string; registry?: { host: string; username: string; password: string }; redisUrl?: string; dockerHost?: string; logLevel?: string; listen?: string; redisPrefix?: string; concurrency?: number; instance?: string; driftInterval?: string; deadAfter?: string; moreRegistries?: { host: string; username: string; password: string }[]; githubExtra?: string; extra?: string; env?: Record<string, string> }): Config {
   const dir = mkdtempSync(join(tmpdir(), 'deployer-test-'));
   const env = {
     // What the deployer passes on to git and ssh (src/config/environment.ts), as a real process would.
@@ -63,6 +65,7 @@ export function testConfig(opts: { pipelines: TestPipeline[]; authYaml?: string;
       lines.push(`    poll: ${p.poll ?? false}`);
       if (p.cancelSuperseded !== undefined) lines.push(`    cancelSuperseded: ${p.cancelSuperseded}`);
       if (p.build) lines.push(`    build: ${JSON.stringify(p.build)}`);
+      if (p.extra) lines.push(p.extra);
       return lines.join('\n');
     })
     .join('\n');
@@ -76,11 +79,11 @@ worker:
 driftInterval: ${opts.driftInterval ?? '60s'}${opts.instance ? `\ninstance: ${opts.instance}` : ''}
 github:
   webhookSecret: \${GITHUB_WEBHOOK_SECRET}
-auth:
+${opts.githubExtra ? `${opts.githubExtra}\n` : ''}auth:
   adminToken: \${DEPLOYER_ADMIN_TOKEN}
 ${opts.authYaml ?? ''}${opts.publicUrl ? `publicUrl: ${opts.publicUrl}\n` : ''}${opts.extraYaml ?? ''}docker:
   host: ${opts.dockerHost ?? process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'}
-${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}${(opts.moreRegistries ?? []).map((r) => `${opts.registry ? '' : 'registries:\n'}  - host: ${r.host}\n    username: ${r.username}\n    password: ${r.password}\n`).join('')}pipelines:
+${opts.registry ? `registries:\n  - host: ${opts.registry.host}\n    username: ${opts.registry.username}\n    password: \${REGISTRY_PASSWORD}\n` : ''}${(opts.moreRegistries ?? []).map((r) => `${opts.registry ? '' : 'registries:\n'}  - host: ${r.host}\n    username: ${r.username}\n    password: ${r.password}\n`).join('')}${opts.extra ? `${opts.extra}\n` : ''}pipelines:
 ${pipelines}
 `;
   // Written out too, so tests can start bin/deployer on the very same file.

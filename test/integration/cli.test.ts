@@ -125,8 +125,15 @@ pipelines:
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const lines = r.stdout.split('\n');
-      // After the description: one line per target service (this config's Docker socket does not exist).
-      expect(lines.slice(9, -1)).toEqual([
+      // After the description and where runs are reported: one line per target service (this config's Docker socket does not exist).
+      expect(lines.slice(9, 14)).toEqual([
+        'reporting:',
+        '  www reports to https://api.github.com: deployments, checks in environment "production" with a token (commit statuses instead of check runs)',
+        '  docs reports to https://api.github.com: deployments, checks in environment "production" with a token (commit statuses instead of check runs)',
+        'notify: nobody',
+        'metrics: GET /metrics with the admin token',
+      ]);
+      expect(lines.slice(14, -1)).toEqual([
         // No engine at that socket here (note); on a machine with one, the service is missing (warning).
         expect.stringMatching(/^(note: www: could not inspect infra_www on unix:\/\/\/var\/run\/docker.sock .*rollout settings not checked|warning: www: service infra_www does not exist)/),
         expect.stringMatching(/^(note|warning): www: .*infra_www2 /),

@@ -205,7 +205,7 @@ export async function runningTasks(serviceName: string): Promise<TaskJson[]> {
  * own addresses, so a remote DOCKER_HOST can never hit the interceptor instead.
  * Limit: a service only on `--internal` overlays has no gwbridge endpoint.
  */
-async function gwbridgeIps(): Promise<Map<string, string>> {
+export async function gwbridgeIps(): Promise<Map<string, string>> {
   const net = (await docker.getNetwork('docker_gwbridge').inspect()) as {
     IPAM?: { Config?: { Gateway?: string }[] };
     Containers?: Record<string, { IPv4Address?: string }>;

@@ -12,7 +12,8 @@ function pipeline(name: string, over: Partial<PipelineConfig> = {}): PipelineCon
   return {
     name, repo, url: 'file:///x', branch, image: 'r/x', registry: 'docker.io', tag: 'live', services: [], targets: [],
     build: { context: '.', dockerfile: 'Dockerfile', args: {}, target: undefined }, deploy: DEFAULT_DEPLOY,
-    timeouts: { fetch: 1, build: 1, push: 1, deploy: 1 }, cancelSuperseded: false, pollMs: 0, retention: { runs: 1, ageMs: 1, logBytes: 1, images: 1 }, ...over,
+    timeouts: { fetch: 1, build: 1, push: 1, deploy: 1 }, cancelSuperseded: false, pollMs: 0, retention: { runs: 1, ageMs: 1, logBytes: 1, images: 1 },
+    environment: 'production', publicUrl: undefined, report: [], ...over,
   };
 }
 

@@ -72,7 +72,7 @@ export async function apiRoutes(app: FastifyInstance, kit: ConsoleKit): Promise<
   app.get<{ Params: { name: string } }>('/api/pipelines/:name', { schema: { params: NameParams } }, async (req, reply) => {
     const p = pipelineOf(req.params.name);
     if (!p) return reply.code(404).send({ error: `no pipeline "${req.params.name}"` });
-    return pipelineView(deps, p);
+    return { ...pipelineView(deps, p), ...deps.integrations?.pipelineFields(p.name) };
   });
 
   app.get<{ Params: { name: string }; Querystring: { limit?: number; before?: number; status?: RunStatus; trigger?: Trigger } }>(
@@ -237,5 +237,6 @@ export function pipelineView(deps: AppDeps, p: PipelineConfig) {
     paused: pause !== undefined,
     pause: pause ?? null,
     drift: deps.drift.driftOf(p.name),
+    warnings: deps.integrations?.reports.warnings(p.name) ?? [],
   };
 }

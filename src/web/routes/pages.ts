@@ -4,6 +4,7 @@ import { isTerminal, RUN_STATUSES, type RunStatus, type Trigger } from '../../pi
 import type { AuditResult } from '../../store/audit-store.ts';
 import type { ConsoleKit } from '../console.ts';
 import { html } from '../html.ts';
+import { reportsSection } from '../reports-section.ts';
 import { renderLog } from '../log-view.ts';
 import { auditBody } from '../views/audit.ts';
 import { DONE_MESSAGES, notice } from '../views/layout.ts';
@@ -80,7 +81,7 @@ ${page.next || before ? html`<nav class="pager" aria-label="Run pages">${before 
     const rows = deps.store.deployments(p.name, 60);
     const behind = queries.summariesOf([...new Set(rows.map((d) => d.runId))]);
     const entries = historyOf(rows, (id) => behind.get(id)).slice(0, 20);
-    return kit.page(req, reply, p.name, (ctx) => html`${done(req)}${pipelineBody(ctx, s, { ...runs, filter }, held, entries)}`, { live: 'page' });
+    return kit.page(req, reply, p.name, (ctx) => html`${done(req)}${pipelineBody(ctx, s, { ...runs, filter }, held, entries)}${reportsSection(kit.deps.integrations?.pipelineFields(p.name))}`, { live: 'page' });
   });
 
   app.get<{ Params: { id: string } }>('/runs/:id', async (req, reply) => {

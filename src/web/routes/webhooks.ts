@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cleanSubject, MAX_AUTHOR } from '../../lib/log-hygiene.ts';
 import { ignoreByRef, routeWebhook } from '../../pipeline/routing.ts';
 import type { AppDeps } from '../app.ts';
+import { rerunFromGitHub } from './rerun.ts';
 import { BodyBudget, checkDeliveryHeaders, isRefusal, readSignedBody, RETRY_AFTER_S, verifyEmpty, type DeliveryHeaders, type Refusal, type Share, type SignedBody } from './webhook-intake.ts';
 
 /** What the intake decided about one request before its body was read. */
@@ -81,6 +82,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps): Promis
     // same answer without any record (most deliveries are these; keep them cheap).
     if (decision.kind === 'ping') return reply.code(200).send({ ok: true });
     if (decision.kind === 'ignore') return reply.code(202).send({ ignored: decision.reason });
+    if (decision.kind === 'rerun') return rerunFromGitHub(req, reply, deps, decision, delivery, event);
     // Concurrent pushes are recorded and queued together (Scheduler.submitPush); a
     // redelivery, even within the same batch, gets the recorded outcome. Not recorded or
     // not queued means not accepted: nothing is kept, and the error handler answers 503,
