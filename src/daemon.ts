@@ -12,6 +12,7 @@ import type { RunPorts } from './pipeline/ports.ts';
 import { DriftWatcher } from './monitor/drift.ts';
 import { ControlPublisher } from './queue/control.ts';
 import { EventConsumer, eventStreamKey } from './queue/event-bus.ts';
+import { FollowUps } from './queue/follow-ups.ts';
 import { InstanceRegistry } from './queue/instances.ts';
 import { BranchPoller } from './queue/poller.ts';
 import { connectRedis, waitUntilReady } from './queue/redis.ts';
@@ -20,6 +21,9 @@ import { Scheduler } from './queue/scheduler.ts';
 import { WorkerHost } from './queue/worker-host.ts';
 import { openDatabase } from './store/db.ts';
 import { RunStore } from './store/run-store.ts';
+import { RegistryManifests } from './registry/manifests.ts';
+import { edgeChecks } from './verify/checks.ts';
+import { RollbackTargetWatcher } from './verify/targets.ts';
 import { buildApp } from './web/app.ts';
 import { LiveRuns, type LiveRunsOptions } from './web/live.ts';
 import { Integrations, type IntegrationsOptions } from './report/integrations.ts';
@@ -62,6 +66,7 @@ export function realPorts(config: Config): RunPorts {
     builder: new DockerBuilder(docker, config.registries),
     pusher: new DockerPusher(docker, config.registries),
     deployer: new RoutingDeployer(config),
+    checks: edgeChecks,
   };
 }
 
@@ -110,9 +115,17 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     const producerReady = waitUntilReady(producer, 3000);
     const ownStream = eventStreamKey(config.redisPrefix, s.id);
     const queues = new RunQueues(producer, config, { events: ownStream });
-    const sched = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger });
-    scheduler = sched;
+    // Rollback targets (retention.protect newest deployments per pipeline): checked in the
+    // registry every rollbackCheckInterval, and again right before a rollback to one.
+    const targets = new RollbackTargetWatcher({
+      check: new RegistryManifests(config.registries),
+      list: () => config.pipelines.map((p) => ({ pipeline: p.name, deployments: s.deployments(p.name, 200), protect: p.retention.protect ?? 5 })),
+      intervalMs: config.rollbackCheckIntervalMs ?? 0,
+      log: (msg) => logger.warn(msg),
+    });
+    const sched = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger, targets });
     const poller = new BranchPoller({ config, heads: new GitSource(config), store: s, scheduler: sched, log: logger });
+    scheduler = sched;
     const drift = new DriftWatcher({ config, store: s, inspector: new SwarmInspector({ sshAuthSock: config.environment.sshAuthSock }), log: logger });
     // The store's own stream first; `<prefix>:events` still carries reports of workers
     // that were given no stream (jobs queued before streams were per store).
@@ -131,6 +144,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     reports.attach(outbound);
     integrations = reports;
     s.onApplied((events) => reports.applied(events));
+    const followUps = new FollowUps({ store: s, config, submit: (runs) => sched.submit(runs), log: logger });
+    s.onApplied((events) => followUps.applied(events));
     consumer.start();
     const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
     app = await buildApp({
@@ -140,6 +155,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       poller,
       drift,
       live: liveRuns,
+      targets,
       logger,
       integrations: reports,
       health: [
@@ -149,6 +165,8 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       ],
     });
     sched.start();
+    targets.start();
+    closers.push(() => targets.stop());
     poller.start();
     drift.start();
     reports.start();

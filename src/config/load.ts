@@ -11,6 +11,7 @@ import { httpSettings } from './http.ts';
 import { isValidTag, parseImageName } from './image-ref.ts';
 import { resolveGitHubReporting, resolveMetrics, resolveNotify, resolvePipelineReporting } from './integrations.ts';
 import { ConfigSchema } from './schema.ts';
+import { resolveRollbackCheck, resolveVerified, verifiedDeployExtraMs } from './verify.ts';
 import type { Config, DeploySettings, DockerEndpoint, PipelineConfig, RegistryConfig, ServiceTarget } from './types.ts';
 
 export interface ConfigIssue {
@@ -140,6 +141,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
       seen.add(s);
       targets.push({ service: s, docker });
     });
+    const verified = resolveVerified(p, path, issues);
     const deploy = deploySettings(p.deploy ?? {}, `${path}.deploy`, issues);
     pipelines.push({
       name: p.name,
@@ -158,7 +160,8 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
         build: durationOr(p.timeouts?.build, DEFAULT_TIMEOUTS.build, `${path}.timeouts.build`, issues),
         push: durationOr(p.timeouts?.push, DEFAULT_TIMEOUTS.push, `${path}.timeouts.push`, issues),
         // The rollout's own timeout, plus time for swarm to roll back afterwards.
-        deploy: durationOr(p.timeouts?.deploy, deploy.timeoutMs + 2 * 60_000, `${path}.timeouts.deploy`, issues),
+        // Room for edge verification after the rollout and again after a rollback, and the probe's tail.
+        deploy: durationOr(p.timeouts?.deploy, deploy.timeoutMs + 2 * 60_000 + verifiedDeployExtraMs(verified), `${path}.timeouts.deploy`, issues),
       },
       cancelSuperseded: p.cancelSuperseded ?? false,
       retention: {
@@ -166,12 +169,17 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
         ageMs: durationOr(p.retention?.age, DEFAULT_RETENTION.ageMs, `${path}.retention.age`, issues),
         logBytes: sizeOr(p.retention?.logSize, DEFAULT_RETENTION.logBytes, `${path}.retention.logSize`, issues),
         images: p.retention?.images ?? DEFAULT_RETENTION.images,
+        protect: verified.protect,
       },
+      verify: verified.verify,
+      probe: verified.probe,
+      onFailure: verified.onFailure,
       pollMs: p.poll === false ? 0 : durationOr(p.poll, DEFAULT_POLL_MS, `${path}.poll`, issues),
       ...resolvePipelineReporting(p, path, reporting, issues),
     });
   });
 
+  const rollbackCheckIntervalMs = resolveRollbackCheck(c.rollbackCheckInterval, issues);
   const notify = resolveNotify(c.notify ?? [], pipelines.map((p) => p.name), readSecret, issues);
   const metrics = resolveMetrics(c.metrics, readSecret, issues);
   // Resolved before the check below, so that their errors are reported too.
@@ -195,6 +203,7 @@ function resolveConfig(c: Record<string, any>, file: string, issues: ConfigIssue
     manager,
     instance: c.instance ?? (c.publicUrl ?? `http://${c.listen ?? '127.0.0.1:8090'}`).replace(/\/+$/, ''),
     driftIntervalMs,
+    rollbackCheckIntervalMs,
     http,
     registries,
     worker: { concurrency: c.worker?.concurrency ?? 2, deadAfterMs },

@@ -1,5 +1,6 @@
 import Type from 'typebox';
 import { AuthSchema, TrustProxySchema } from './auth.ts';
+import { EdgeVerifySchema, OnFailureSchema, ProbeSchema } from './verify.ts';
 import { GitHubReportFields, MetricsSchema, NotifySchema, PipelineReportFields } from './integrations.ts';
 
 /**
@@ -27,6 +28,8 @@ export const DeploySettingsSchema = Type.Object(
     failureAction: Type.Optional(
       Type.Union([Type.Literal('rollback'), Type.Literal('pause'), Type.Literal('continue')]),
     ),
+    verify: Type.Optional(EdgeVerifySchema),
+    probe: Type.Optional(ProbeSchema),
   },
   closed,
 );
@@ -70,11 +73,13 @@ export const PipelineSchema = Type.Object(
           age: Type.Optional(Duration),
           logSize: Type.Optional(Type.Union([Type.String(), Type.Integer({ minimum: 1024 })])),
           images: Type.Optional(Type.Integer({ minimum: 1 })),
+          protect: Type.Optional(Type.Integer({ minimum: 1 })),
         },
         closed,
       ),
     ),
     poll: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
+    onFailure: Type.Optional(OnFailureSchema),
     ...PipelineReportFields,
   },
   closed,
@@ -112,6 +117,7 @@ export const ConfigSchema = Type.Object(
     ),
     instance: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:/@-]{1,200}$' })),
     driftInterval: Type.Optional(Duration),
+    rollbackCheckInterval: Type.Optional(Type.Union([Duration, Type.Literal(false)])),
     registries: Type.Optional(
       Type.Array(
         Type.Object(

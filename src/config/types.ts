@@ -1,5 +1,6 @@
 import type { Secret } from '../lib/secret.ts';
 import type { AuthConfig } from './auth.ts';
+import type { EdgeVerifySettings, OnFailure, ProbeSettings } from './verify.ts';
 
 /** Rollout settings applied to every target service of a pipeline. */
 export interface DeploySettings {
@@ -76,7 +77,15 @@ export interface PipelineConfig {
     logBytes: number;
     /** Images of this pipeline kept on the build host (newest first). */
     images: number;
+    /** Images of the last N deployments, never pruned and watched in the registry (src/config/verify.ts; default 5). */
+    protect?: number;
   };
+  /** `deploy.verify`: the edge must show the new commit after the rollout (src/config/verify.ts). */
+  verify?: EdgeVerifySettings | undefined;
+  /** `deploy.probe`: light traffic during the rollout, measuring downtime. */
+  probe?: ProbeSettings | undefined;
+  /** `onFailure`: after a failed or rolled-back newest run, deploy the newest good superseded push. Default stop. */
+  onFailure?: OnFailure;
 }
 
 export interface RegistryConfig {
@@ -114,6 +123,8 @@ export interface Config {
   instance: string;
   /** How often services are compared with the recorded deployments (ms; 0 = never). */
   driftIntervalMs: number;
+  /** How often the manifests of rollback targets are checked in the registry (ms; 0 = never). */
+  rollbackCheckIntervalMs?: number;
   registries: RegistryConfig[];
   /** How long a client may take to send a request (ms): all of it, and its headers. */
   http: { requestTimeoutMs: number; headersTimeoutMs: number };

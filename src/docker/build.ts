@@ -210,9 +210,13 @@ export class DockerBuilder implements BuildPort {
     }
   }
 
-  async prune(repository: string, keep: number): Promise<number> {
-    const images = (await this.#docker.listImages({ filters: { reference: [repository] } })) as { Id: string; Created: number; RepoTags?: string[] }[];
-    const old = images.sort((a, b) => b.Created - a.Created).slice(keep);
+  async prune(repository: string, keep: number, protect: string[] = []): Promise<number> {
+    const images = (await this.#docker.listImages({ filters: { reference: [repository] } })) as { Id: string; Created: number; RepoTags?: string[]; RepoDigests?: string[] }[];
+    // Rollback targets (issue #15): matched by image id, tag, or the registry digest a push recorded.
+    const digests = new Set(protect.map((p) => p.slice(p.indexOf('@') + 1)));
+    const isProtected = (img: (typeof images)[number]) =>
+      digests.has(img.Id) || (img.RepoTags ?? []).some((t) => protect.includes(t)) || (img.RepoDigests ?? []).some((d) => digests.has(d.slice(d.indexOf('@') + 1)));
+    const old = images.sort((a, b) => b.Created - a.Created).slice(keep).filter((img) => !isProtected(img));
     let removed = 0;
     for (const img of old) {
       // By tag, never force: an image a container still uses stays.

@@ -24,6 +24,10 @@ export class RoutingDeployer implements DeployPort {
     return this.#for(req.endpoint).deployer.restore(req);
   }
 
+  precheck(req: DeployRequest): Promise<void> {
+    return this.#for(req.endpoint).deployer.precheck(req);
+  }
+
   async canDeploy(endpoints: DockerEndpoint[]): Promise<boolean> {
     for (const e of endpoints) if (!(await this.#isManager(e))) return false;
     return true;

@@ -7,6 +7,7 @@ import { isTransient } from './transient.ts';
 import type { DeployPort, DeployRequest, ServiceDeployResult } from '../pipeline/ports.ts';
 import { authFor } from './auth.ts';
 import { dockerMessage } from './build.ts';
+import { assessPlacement, readPlacement } from './placement.ts';
 import { rolloutWarnings } from './warnings.ts';
 import { assessRollout, taskErrors, tasksRunning, type RolloutSnapshot, type TaskSnapshot, type UpdateStatus } from './rollout.ts';
 
@@ -58,10 +59,18 @@ export class SwarmDeployer implements Pick<DeployPort, 'deploy' | 'restore'> {
     let verdict: WatchVerdict | undefined;
     if (req.resumeSince) verdict = await this.#resume(req, info);
     if (!verdict) {
+      await this.#checkPlacement(req, info);
+      await req.beforeUpdate?.(previous);
       await this.#update(req, info, req.image);
       verdict = await this.#watch(req, info.ID, info.UpdateStatus?.StartedAt, started);
     }
     return this.#conclude(req, info.ID, previous, verdict, started);
+  }
+
+  async precheck(req: DeployRequest): Promise<void> {
+    const info = await this.#inspect(req.service);
+    assertOwner(info, req);
+    await this.#checkPlacement(req, info);
   }
 
   async restore(req: DeployRequest): Promise<ServiceDeployResult> {
@@ -116,6 +125,28 @@ export class SwarmDeployer implements Pick<DeployPort, 'deploy' | 'restore'> {
         };
       }
     }
+  }
+
+  /**
+   * Refuses, before touching the service, an update swarm could never place: it would
+   * leave the new task pending until deploy.timeout (src/docker/placement.ts). A check
+   * that cannot be made (the engine does not answer it) does not block the deploy.
+   */
+  async #checkPlacement(req: DeployRequest, info: ServiceInfo): Promise<void> {
+    let verdict;
+    const started = Date.now();
+    try {
+      const input = await readPlacement(this.#docker, info, req.image, req.settings.order, authFor(this.#registries, req.registry), req.log);
+      verdict = assessPlacement(input);
+    } catch (err) {
+      req.log(`warning: placement check skipped: ${dockerMessage(err)}`);
+      return;
+    }
+    if (verdict.ok) {
+      if (verdict.candidates.length > 0) req.log(`placement check: a new task of ${req.service} fits on ${verdict.candidates.join(', ')} (${Date.now() - started} ms)`);
+      return;
+    }
+    throw new DeployerError('placement_failed', `cannot place a new task of ${req.service}: ${verdict.reason}; the service was not changed`);
   }
 
   async #update(req: DeployRequest, first: ServiceInfo, image: string): Promise<void> {

@@ -146,10 +146,14 @@ async function ensureMirror(mirror: string, url: string, git: ReturnType<typeof 
   if (!exists) {
     await git.raw(['init', '--quiet', '--bare']);
     await git.raw(['remote', 'add', 'origin', url]);
-  } else if ((await git.raw(['remote', 'get-url', 'origin'])).trim() !== url) {
-    // The configured URL changed since the mirror was made.
-    await git.raw(['remote', 'set-url', 'origin', url]);
+    return;
   }
+  // A fetch stopped between `init` and `remote add` (a run cancelled or superseded in its
+  // first seconds) leaves a mirror without origin: every later fetch would fail on it.
+  const current = await git.raw(['remote', 'get-url', 'origin']).then((u) => u.trim(), () => undefined);
+  if (current === undefined) await git.raw(['remote', 'add', 'origin', url]);
+  // The configured URL changed since the mirror was made.
+  else if (current !== url) await git.raw(['remote', 'set-url', 'origin', url]);
 }
 
 /**

@@ -13,9 +13,12 @@ export type ErrorCode =
   | 'build_failed'
   | 'push_failed'
   | 'registry_auth'
+  | 'placement_failed'
   | 'service_missing'
   | 'service_owned'
   | 'deploy_failed'
+  /** The rollout converged, but users did not get the new commit (edge verification, probe): rolled back. */
+  | 'deploy_rolled_back'
   | 'docker_unavailable'
   | 'not_found'
   | 'conflict'

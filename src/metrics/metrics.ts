@@ -13,7 +13,7 @@ export interface MetricsSources {
   lastSuccess(pipeline: string): string | undefined;
 }
 
-const TERMINAL = ['succeeded', 'failed', 'cancelled', 'superseded'] as const;
+const TERMINAL = ['succeeded', 'failed', 'cancelled', 'superseded', 'rolled_back'] as const;
 
 /** GitHub's webhook events, as a closed set: a label value never comes from the sender. */
 const KNOWN_EVENTS = new Set(['push', 'ping', 'check_run', 'check_suite', 'pull_request', 'create', 'delete', 'release', 'workflow_run', 'status', 'deployment', 'deployment_status', 'installation', 'installation_repositories', 'issues', 'issue_comment']);
@@ -30,6 +30,11 @@ export class DeployerMetrics {
   readonly #stage: Histogram<'pipeline' | 'stage'>;
   readonly #pushToLive: Histogram<'pipeline'>;
   readonly #webhooks: Counter<'event' | 'result'>;
+  readonly #probeSent: Counter<'pipeline'>;
+  readonly #probeFailed: Counter<'pipeline'>;
+  readonly #probeGap: Histogram<'pipeline'>;
+  readonly #probeP99: Histogram<'pipeline'>;
+  readonly #edge: Counter<'pipeline' | 'result'>;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -48,6 +53,24 @@ export class DeployerMetrics {
       buckets: [5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
       registers,
     });
+    // deploy.probe and deploy.verify (issue #15): what users got during and after each rollout.
+    this.#probeSent = new Counter({ name: 'deployer_probe_requests_total', help: 'Requests the downtime probe sent during rollouts (deploy.probe).', labelNames: ['pipeline'], registers });
+    this.#probeFailed = new Counter({ name: 'deployer_probe_failed_requests_total', help: 'Probe requests that got no answer, none in time, or a 5xx during rollouts.', labelNames: ['pipeline'], registers });
+    this.#probeGap = new Histogram({
+      name: 'deployer_probe_longest_gap_seconds',
+      help: 'Per rollout, the longest time the probe got no good answer (deploy.probe).',
+      labelNames: ['pipeline'],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers,
+    });
+    this.#probeP99 = new Histogram({
+      name: 'deployer_probe_p99_seconds',
+      help: 'Per rollout, the 99th percentile latency of the probe\'s good answers (deploy.probe).',
+      labelNames: ['pipeline'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.#edge = new Counter({ name: 'deployer_edge_verifications_total', help: 'Edge verifications after a rollout (deploy.verify), by result (ok, failed).', labelNames: ['pipeline', 'result'], registers });
     this.#webhooks = new Counter({ name: 'deployer_webhooks_total', help: 'Webhook deliveries answered, by GitHub event and result.', labelNames: ['event', 'result'], registers });
     new Gauge({
       name: 'deployer_queue_waiting',
@@ -98,6 +121,13 @@ export class DeployerMetrics {
       const secs = stageSeconds(s);
       if (secs !== undefined) this.#stage.observe({ pipeline: run.pipeline, stage: s.name }, secs);
     }
+    if (run.probe) {
+      this.#probeSent.inc({ pipeline: run.pipeline }, run.probe.sent);
+      this.#probeFailed.inc({ pipeline: run.pipeline }, run.probe.failed);
+      this.#probeGap.observe({ pipeline: run.pipeline }, run.probe.longestGapMs / 1000);
+      this.#probeP99.observe({ pipeline: run.pipeline }, run.probe.p99Ms / 1000);
+    }
+    if (run.verify) this.#edge.inc({ pipeline: run.pipeline, result: run.verify.ok ? 'ok' : 'failed' });
     if (run.status === 'succeeded' && run.trigger === 'push' && receivedAt && run.finishedAt) {
       this.#pushToLive.observe({ pipeline: run.pipeline }, Math.max(0, (Date.parse(run.finishedAt) - Date.parse(receivedAt)) / 1000));
     }

@@ -21,7 +21,7 @@ function endEvents(run: RunView, previous: RunStatus | undefined): NotifyEvent[]
   if (!outcome) return [];
   switch (outcome.kind) {
     case 'succeeded':
-      return previous === 'failed' ? ['succeeded', 'recovered'] : ['succeeded'];
+      return previous === 'failed' || previous === 'rolled_back' ? ['succeeded', 'recovered'] : ['succeeded'];
     case 'rolled_back':
       return ['rolled_back'];
     case 'timed_out':

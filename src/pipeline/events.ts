@@ -1,4 +1,4 @@
-import type { ServiceDeployResult } from './ports.ts';
+import type { ProbeResult, ServiceDeployResult, VerifyResult } from './ports.ts';
 import { RUN_STATUSES, STAGE_NAMES, STAGE_STATUSES, type RunStatus, type StageName, type StageStatus } from './states.ts';
 
 /**
@@ -37,6 +37,12 @@ export type RunEvent = EventStamp &
     | { type: 'log'; runId: string; stage: StageName | null; at: string; lines: string[] }
     | { type: 'image'; runId: string; ref: string; digest: string }
     | { type: 'service.result'; runId: string; at: string; result: ServiceDeployResult }
+    /**
+     * What users got (deploy.verify, deploy.probe): the edge's answer for the new commit
+     * (`verify`), the probe's figures (`probe`), and after a rollback the edge's answer
+     * for the previous commit (`verifyPrevious`). Each given field replaces the run's.
+     */
+    | { type: 'deploy.checks'; runId: string; at: string; verify?: VerifyResult; probe?: ProbeResult; verifyPrevious?: VerifyResult }
     | { type: 'deployed'; runId: string; service: string; image: string; digest: string; commit: string; at: string }
     | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string; supersededBy?: string }
   );
@@ -54,7 +60,7 @@ export interface RunReporter {
 
 const STRING = 'string';
 const NUMBER = 'number';
-type Shape = Record<string, typeof STRING | typeof NUMBER | 'string?' | 'stage?' | 'stage' | 'lines' | 'result' | 'runStatus' | 'stageStatus'>;
+type Shape = Record<string, typeof STRING | typeof NUMBER | 'string?' | 'stage?' | 'stage' | 'lines' | 'result' | 'runStatus' | 'stageStatus' | 'verify?' | 'probe?'>;
 
 /** The fields each event type must carry (what the store relies on). */
 const SHAPES: Record<RunEventType, Shape> = {
@@ -67,6 +73,7 @@ const SHAPES: Record<RunEventType, Shape> = {
   log: { runId: STRING, stage: 'stage?', at: STRING, lines: 'lines' },
   image: { runId: STRING, ref: STRING, digest: STRING },
   'service.result': { runId: STRING, at: STRING, result: 'result' },
+  'deploy.checks': { runId: STRING, at: STRING, verify: 'verify?', probe: 'probe?', verifyPrevious: 'verify?' },
   deployed: { runId: STRING, service: STRING, image: STRING, digest: STRING, commit: STRING, at: STRING },
   'run.finished': { runId: STRING, status: 'runStatus', at: STRING, error: 'string?', supersededBy: 'string?' },
 };
@@ -92,6 +99,8 @@ export function parseRunEvent(value: unknown): RunEvent | string {
       : kind === 'runStatus' ? isOneOf(RUN_STATUSES, v)
       : kind === 'stageStatus' ? isOneOf(STAGE_STATUSES, v)
       : kind === 'lines' ? Array.isArray(v) && v.every((l) => typeof l === 'string')
+      : kind === 'verify?' ? v === undefined || isVerify(v)
+      : kind === 'probe?' ? v === undefined || isProbe(v)
       : kind === 'result' ? typeof v === 'object' && v !== null && typeof (v as { service?: unknown }).service === 'string' && typeof (v as { outcome?: unknown }).outcome === 'string'
       : typeof v === kind;
     if (!ok) return `${e.type}: field ${key} is missing or malformed`;
@@ -99,4 +108,14 @@ export function parseRunEvent(value: unknown): RunEvent | string {
   if (e.exec !== undefined && typeof e.exec !== 'string') return `${e.type}: field exec is malformed`;
   if (e.seq !== undefined && !Number.isSafeInteger(e.seq)) return `${e.type}: field seq is malformed`;
   return value as RunEvent;
+}
+
+function isVerify(v: unknown): boolean {
+  const o = v as Record<string, unknown>;
+  return typeof v === 'object' && v !== null && typeof o.ok === 'boolean' && typeof o.detail === 'string' && typeof o.commit === 'string' && typeof o.url === 'string';
+}
+
+function isProbe(v: unknown): boolean {
+  const o = v as Record<string, unknown>;
+  return typeof v === 'object' && v !== null && ['sent', 'failed', 'p50Ms', 'p99Ms', 'longestGapMs'].every((k) => typeof o[k] === 'number') && typeof o.url === 'string';
 }

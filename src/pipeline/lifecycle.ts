@@ -1,5 +1,5 @@
 import type { RunEvent } from './events.ts';
-import type { ServiceDeployResult } from './ports.ts';
+import type { ProbeResult, ServiceDeployResult, VerifyResult } from './ports.ts';
 import { canTransitionRun, canTransitionStage, isTerminal, STAGE_NAMES, type RunStatus, type StageName, type StageStatus } from './states.ts';
 
 /**
@@ -67,6 +67,7 @@ export type LifecycleEvent = RunEvent | StoreFinish;
 export type RunRecord =
   | { kind: 'log'; stage: StageName | null; at: string; lines: string[] }
   | { kind: 'service.result'; at: string; result: ServiceDeployResult }
+  | { kind: 'checks'; at: string; verify?: VerifyResult; probe?: ProbeResult; verifyPrevious?: VerifyResult }
   | { kind: 'deployment'; service: string; image: string; digest: string; commit: string; at: string };
 
 export type Verdict =
@@ -199,6 +200,9 @@ function step(run: RunState, e: Exclude<RunEvent, { type: 'run.started' }>): Ver
     case 'service.result':
       if (!running) return refused(`service result of a ${run.status} run`);
       return done(run, [{ kind: 'service.result', at: e.at, result: e.result }]);
+    case 'deploy.checks':
+      if (!running) return refused(`deploy checks of a ${run.status} run`);
+      return done(run, [{ kind: 'checks', at: e.at, ...(e.verify ? { verify: e.verify } : {}), ...(e.probe ? { probe: e.probe } : {}), ...(e.verifyPrevious ? { verifyPrevious: e.verifyPrevious } : {}) }]);
     case 'deployed':
       if (!running) return refused(`deployment of a ${run.status} run`);
       return done(run, [{ kind: 'deployment', service: e.service, image: e.image, digest: e.digest, commit: e.commit, at: e.at }]);

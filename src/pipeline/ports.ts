@@ -1,4 +1,5 @@
 import type { DeploySettings, DockerEndpoint, PipelineConfig } from '../config/types.ts';
+import type { EdgeVerifySettings, ProbeSettings } from '../config/verify.ts';
 import type { Secret } from '../lib/secret.ts';
 import type { LineSink } from './events.ts';
 
@@ -64,9 +65,11 @@ export interface BuildPort {
   /**
    * Removes this repository's images from the build host except the newest `keep`
    * (and any in use). Rollbacks pull by digest from the registry, so local copies are
-   * only a cache. Returns how many were removed.
+   * only a cache. Images in `protect` (pinned refs "repo:tag@sha256:…", digests or
+   * image ids: the last deployments' rollback targets) are never removed. Returns how
+   * many were removed.
    */
-  prune(repository: string, keep: number): Promise<number>;
+  prune(repository: string, keep: number, protect?: string[]): Promise<number>;
 }
 
 export interface PushPort {
@@ -93,6 +96,11 @@ export interface DeployRequest {
    * attempt began): watch what is in progress instead of updating blindly.
    */
   resumeSince?: string;
+  /**
+   * Called with the image the service runs just before the deployer changes its spec
+   * (after the placement pre-check), so the run can journal it first (fleet-journal.ts).
+   */
+  beforeUpdate?: (previousImage: string | null) => Promise<void>;
 }
 
 export type ServiceOutcome = 'succeeded' | 'rolled_back' | 'failed' | 'timed_out';
@@ -122,6 +130,11 @@ export interface DeployPort {
   /** Brings an already-updated service back to `image` (fleet rollback); outcome rolled_back or failed. */
   restore(req: DeployRequest): Promise<ServiceDeployResult>;
   /**
+   * Throws `placement_failed` if swarm could not place a task of `req.image` for the
+   * service (deploy() checks this too; a fleet checks every service before updating any).
+   */
+  precheck?(req: DeployRequest): Promise<void>;
+  /**
    * False when one of these engines answers and is not a swarm manager (a worker
    * node's engine: service updates need a manager). Such a worker hands its deploys to
    * one that reaches a manager. An engine that does not answer counts as able: the
@@ -130,11 +143,63 @@ export interface DeployPort {
   canDeploy(endpoints: DockerEndpoint[]): Promise<boolean>;
 }
 
+/** Edge verification's answer, recorded on the run as `verify: { ok, detail, … }` (issue #15). */
+export interface VerifyResult {
+  ok: boolean;
+  /** One line: what the edge served ("served by the proxy: old revision 0a1b2c3d4e5f (X-Revision) — …"). */
+  detail: string;
+  /** The commit that was expected. */
+  commit: string;
+  url: string;
+  requests: number;
+  elapsedMs: number;
+}
+
+/** The downtime probe's figures, recorded on the run as `probe: { sent, failed, p50Ms, p99Ms, longestGapMs, … }`. */
+export interface ProbeResult {
+  url: string;
+  startedAt: string;
+  sent: number;
+  failed: number;
+  p50Ms: number;
+  p99Ms: number;
+  longestGapMs: number;
+  durationMs: number;
+  failures: { atMs: number; what: string }[];
+}
+
+export interface CheckedRollout<T> {
+  value: T;
+  probe?: ProbeResult;
+  verify?: VerifyResult;
+  /** Why the deploy must be rolled back although swarm converged; undefined if it need not be. */
+  failure?: string;
+}
+
+/**
+ * What users got (src/verify): the probe around a rollout, edge verification after it,
+ * and the previous commit at the edge after a rollback.
+ */
+export interface EdgeCheckPort {
+  checkedRollout<T>(req: {
+    probe: ProbeSettings | undefined;
+    verify: EdgeVerifySettings | undefined;
+    commit: string;
+    previousCommit?: string | undefined;
+    rollout: () => Promise<T>;
+    converged: (value: T) => boolean;
+    log: LineSink;
+  }): Promise<CheckedRollout<T>>;
+  verifyPrevious(settings: EdgeVerifySettings, previousCommit: string, log: LineSink): Promise<VerifyResult>;
+}
+
 export interface RunPorts {
   source: SourcePort;
   builder: BuildPort;
   pusher: PushPort;
   deployer: DeployPort;
+  /** Needed by pipelines with deploy.verify or deploy.probe (the daemon always gives it). */
+  checks?: EdgeCheckPort;
 }
 
 export interface BranchHeadPort {

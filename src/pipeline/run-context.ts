@@ -1,5 +1,6 @@
 import type { PipelineConfig } from '../config/types.ts';
 import type { LineSink, RunEvent, RunReporter } from './events.ts';
+import type { FleetJournalPort } from './fleet-journal.ts';
 import type { Checkout, RunPorts } from './ports.ts';
 import type { RunStatus, StageName, Trigger } from './states.ts';
 
@@ -17,6 +18,10 @@ export interface RunJob {
   instance: string;
   /** Last recorded image per service (from the store, via the job). */
   recorded?: Record<string, string>;
+  /** The commit the pipeline's recorded deployment serves (what the edge shows before, and after a rollback). */
+  recordedCommit?: string;
+  /** Pinned images of the pipeline's last deployments (rollback targets): pruning keeps them. */
+  protect?: string[];
   /** 'deploy': another worker built and pushed the image (its checkpoint says which); only deploy. */
   phase?: 'deploy';
   /** Why the run exists; push and poll runs only deploy descendants of what serves (descent.ts). */
@@ -81,6 +86,11 @@ export interface RunDeps {
   /** Aborted to stop fetch, build or push (cancel, newer push, shutdown), with a StopRequest. */
   stop: AbortSignal;
   checkpoints: CheckpointPort;
+  /**
+   * Each service's previous image, written before it is updated, kept outside the worker:
+   * a resumed attempt restores the services a killed one updated. Absent: in memory only.
+   */
+  journal?: FleetJournalPort;
   /** Absent: this worker deploys whatever it builds. */
   handoff?: DeployHandoff;
   /** Pauses before each retry of a stage that failed with a transient error. */

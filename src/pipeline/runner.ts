@@ -36,6 +36,7 @@ export async function executeRun(job: RunJob, deps: RunDeps): Promise<RunOutcome
     emit(ctx, { type: 'run.parked', runId, at: now(), reason: outcome.error ?? 'shutdown' });
   } else if (outcome.status !== 'handed_off') {
     await deps.checkpoints.clear(runId).catch(() => undefined);
+    await deps.journal?.clear(runId).catch(() => undefined);
     emit(ctx, {
       type: 'run.finished', runId, status: outcome.status, at: now(),
       ...(outcome.error ? { error: outcome.error } : {}),
@@ -104,7 +105,7 @@ async function runStages(ctx: RunContext): Promise<Omit<RunOutcome, 'reported'>>
     if (result.kind === 'stopped') {
       outcome = stopped(result.reason);
       rest = 'cancelled';
-    } else if (result.kind === 'failed') outcome = { status: 'failed', error: result.error };
+    } else if (result.kind === 'failed') outcome = { status: result.rolledBack ? 'rolled_back' : 'failed', error: result.error };
   }
   return outcome;
 }
@@ -194,7 +195,7 @@ async function housekeeping(ctx: RunContext, succeeded: boolean): Promise<void> 
   if (succeeded && ctx.mode === 'build') {
     // Old builds of this pipeline would fill the build host's disk otherwise.
     const { image, retention } = job.pipeline;
-    const removed = await deps.ports.builder.prune(image, retention.images).catch(() => 0);
+    const removed = await deps.ports.builder.prune(image, retention.images, job.protect).catch(() => 0);
     if (removed > 0) logTo(ctx, null)(`removed ${removed} old image(s) of ${image} from the build host (keeping ${retention.images})`);
   }
 }

@@ -1,4 +1,4 @@
-import { errorMessage, oneLine } from '../lib/errors.ts';
+import { DeployerError, errorMessage, oneLine } from '../lib/errors.ts';
 import { StageTimeout, StopRequest } from './cancel.ts';
 import { emit, logTo, now, type RunContext } from './run-context.ts';
 import type { StageBody } from './stages.ts';
@@ -7,7 +7,8 @@ import type { StageName } from './states.ts';
 /** Pauses before each retry of a stage that failed with a transient error. */
 export const RETRY_DELAYS_MS: readonly number[] = [1_000, 3_000, 9_000];
 
-export type StageResult = { kind: 'succeeded' } | { kind: 'stopped'; reason: StopRequest } | { kind: 'failed'; error: string };
+/** `rolledBack`: the deploy was undone because users did not get the new commit (the run ends rolled_back). */
+export type StageResult = { kind: 'succeeded' } | { kind: 'stopped'; reason: StopRequest } | { kind: 'failed'; error: string; rolledBack?: boolean };
 
 /**
  * Settles with `work`, or rejects with the signal's reason as soon as it is aborted —
@@ -100,7 +101,8 @@ export async function runStage(ctx: RunContext, name: StageName, body: StageBody
     log(`error: ${full}`);
     const message = oneLine(full);
     emit(ctx, { type: 'stage.finished', runId, stage: name, status: 'failed', at: now(), error: message });
-    return { kind: 'failed', error: `${name}: ${message}` };
+    const rolledBack = err instanceof DeployerError && err.code === 'deploy_rolled_back' && !(reason instanceof StageTimeout);
+    return { kind: 'failed', error: `${name}: ${message}`, ...(rolledBack ? { rolledBack } : {}) };
   } finally {
     clearTimeout(timer);
   }

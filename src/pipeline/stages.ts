@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { DeployerError, PermanentError } from '../lib/errors.ts';
+import { servicesToRestore } from './fleet-journal.ts';
 import type { ServiceDeployResult } from './ports.ts';
 import { emit, logTo, now, type RunCheckpoint, type RunContext } from './run-context.ts';
 import type { StageName } from './states.ts';
@@ -69,7 +70,14 @@ export const pushStage: StageBody = async (ctx, signal) => {
  * Updates each service in order and watches it to its true end. If one fails, the
  * ones already updated are brought back, so the fleet never serves a mix; the
  * deployment record advances only once every service runs the new image. Progress is
- * checkpointed, so a worker that dies mid-deploy is followed by one that watches.
+ * checkpointed, so a worker that dies mid-deploy is followed by one that watches; each
+ * service's previous image is journalled before it changes (fleet-journal.ts), so a
+ * follower also brings back what the dead worker had updated.
+ *
+ * With deploy.probe, light traffic runs during the rollout and its figures go on the
+ * run; with deploy.verify, the edge must show the new commit once swarm converged.
+ * If either says users did not get it, every service is put back, the edge is asked
+ * for the previous commit, and the run ends rolled_back.
  */
 export const deployStage: StageBody = async (ctx, signal) => {
   const { job } = ctx;
@@ -79,35 +87,75 @@ export const deployStage: StageBody = async (ctx, signal) => {
   const cp: RunCheckpoint = { commit: ctx.commit, image: ctx.imageRef, digest: ctx.digest, servicesDone: [...(ctx.resume?.servicesDone ?? [])], deployStartedAt: watching ?? now() };
   await ctx.deps.checkpoints.save(runId, cp);
   if (pipeline.services.length === 0) log('no services configured: nothing to deploy');
+  const journal = ctx.deps.journal;
   const updated: ServiceDeployResult[] = [];
   const target = (service: string) => {
     const t = pipeline.targets.find((x) => x.service === service);
     if (!t) throw new PermanentError('deploy_failed', `service ${service} has no target engine`);
     return { service, endpoint: t.docker, owner: { instance: job.instance, pipeline: pipeline.name }, registry: pipeline.registry, settings: pipeline.deploy, signal, log };
   };
-  for (const service of pipeline.services) {
-    if (cp.servicesDone.includes(service)) continue;
-    log(watching ? `resuming: watching ${service} roll out ${ctx.imageRef}` : `updating service ${service} to ${ctx.imageRef}`);
-    const result = await ctx.deps.ports.deployer.deploy({
-      ...target(service),
-      image: ctx.imageRef,
-      recordedImage: job.recorded?.[service],
-      ...(watching ? { resumeSince: watching } : {}),
-    });
-    emit(ctx, { type: 'service.result', runId, at: now(), result });
-    if (result.outcome !== 'succeeded') {
-      // Never leave the fleet serving a mix: bring back the ones already updated.
-      for (const done of updated.reverse()) {
-        if (!done.previousImage) continue;
-        log(`rolling ${done.service} back to ${done.previousImage} so all services serve the same version`);
-        const restored = await ctx.deps.ports.deployer.restore({ ...target(done.service), image: done.previousImage });
-        emit(ctx, { type: 'service.result', runId, at: now(), result: restored });
-      }
-      throw new DeployerError('deploy_failed', `${service} ${result.outcome.replace('_', ' ')}: ${result.message}`);
+  /** Puts back every service this run (or a killed attempt of it) updated, but `except`, newest first. */
+  const restoreOthers = async (except: string, why: string): Promise<void> => {
+    const entries = journal ? servicesToRestore(await journal.entries(runId), except) : updated.filter((u) => u.service !== except && u.previousImage).reverse().map((u) => ({ service: u.service, previousImage: u.previousImage }));
+    for (const done of entries) {
+      if (!done.previousImage) continue;
+      log(`rolling ${done.service} back to ${done.previousImage} ${why}`);
+      const restored = await ctx.deps.ports.deployer.restore({ ...target(done.service), image: done.previousImage });
+      emit(ctx, { type: 'service.result', runId, at: now(), result: restored });
+      await journal?.mark(runId, done.service, restored.outcome === 'failed' ? 'restore_failed' : 'restored');
     }
-    updated.push(result);
-    cp.servicesDone.push(service);
-    await ctx.deps.checkpoints.save(runId, cp);
+  };
+  /** The rollout of every service: an error message when one did not end on the new image. */
+  const rollout = async (): Promise<string | undefined> => {
+    for (const service of pipeline.services) {
+      if (cp.servicesDone.includes(service)) continue;
+      log(watching ? `resuming: watching ${service} roll out ${ctx.imageRef}` : `updating service ${service} to ${ctx.imageRef}`);
+      const result = await ctx.deps.ports.deployer.deploy({
+        ...target(service),
+        image: ctx.imageRef,
+        recordedImage: job.recorded?.[service],
+        ...(watching ? { resumeSince: watching } : {}),
+        ...(journal ? { beforeUpdate: async (previousImage: string | null) => void (await journal.begin(runId, service, previousImage)) } : {}),
+      });
+      emit(ctx, { type: 'service.result', runId, at: now(), result });
+      if (result.outcome !== 'succeeded') {
+        // This one rolled itself back (or could not): it is not restored again.
+        await journal?.mark(runId, service, result.outcome === 'failed' ? 'restore_failed' : 'restored');
+        // Never leave the fleet serving a mix: bring back the ones already updated.
+        await restoreOthers(service, 'so all services serve the same version');
+        return `${service} ${result.outcome.replace('_', ' ')}: ${result.message}`;
+      }
+      updated.push(result);
+      await journal?.mark(runId, service, 'updated');
+      cp.servicesDone.push(service);
+      await ctx.deps.checkpoints.save(runId, cp);
+    }
+    return undefined;
+  };
+
+  const { verify, probe } = pipeline;
+  const checker = verify || probe ? ctx.deps.ports.checks : undefined;
+  if ((verify || probe) && !checker) throw new PermanentError('deploy_failed', 'deploy.verify/deploy.probe are configured, but this worker has no edge checker');
+  if (!checker || pipeline.services.length === 0) {
+    const failure = await rollout();
+    if (failure) throw new DeployerError('deploy_failed', failure);
+  } else {
+    const previousCommit = job.recordedCommit && job.recordedCommit !== ctx.commit ? job.recordedCommit : undefined;
+    const checked = await checker.checkedRollout({ probe, verify, commit: ctx.commit, previousCommit, rollout, converged: (failure) => failure === undefined, log });
+    if (checked.probe || checked.verify) emit(ctx, { type: 'deploy.checks', runId, at: now(), ...(checked.probe ? { probe: checked.probe } : {}), ...(checked.verify ? { verify: checked.verify } : {}) });
+    if (checked.value) throw new DeployerError('deploy_failed', checked.value);
+    if (checked.failure) {
+      await restoreOthers('', 'because users did not get the new version');
+      let edge = '';
+      if (verify && previousCommit) {
+        const again = await checker.verifyPrevious(verify, previousCommit, log);
+        emit(ctx, { type: 'deploy.checks', runId, at: now(), verifyPrevious: again });
+        edge = again.ok ? `; the edge serves ${previousCommit.slice(0, 12)} again` : `; the edge does NOT serve ${previousCommit.slice(0, 12)} again: ${again.detail}`;
+      } else if (verify) {
+        edge = '; no earlier deployment is recorded, so the edge was not checked after the rollback';
+      }
+      throw new DeployerError('deploy_rolled_back', `rolled back: ${checked.failure}${edge}`);
+    }
   }
   // The deployment record advances only once the whole fleet runs the new image.
   for (const service of pipeline.services) {

@@ -4,7 +4,11 @@
  * consults this table for every status change, so a late or duplicated event cannot
  * move a finished run back to life.
  */
-export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'superseded'] as const;
+/**
+ * rolled_back: the deploy converged but users did not get the new commit (edge
+ * verification or the probe said so), and the deployer put the previous image back.
+ */
+export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'superseded', 'rolled_back'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export const STAGE_NAMES = ['fetch', 'build', 'push', 'deploy'] as const;
@@ -19,8 +23,9 @@ const runTransitions: Record<RunStatus, readonly RunStatus[]> = {
   queued: ['running', 'cancelled', 'superseded', 'failed'],
   // running -> queued: parked by a graceful shutdown, resumes on the next start.
   // running -> superseded: a newer push cancelled it before deploy (cancelSuperseded).
-  running: ['succeeded', 'failed', 'cancelled', 'queued', 'superseded'],
+  running: ['succeeded', 'failed', 'cancelled', 'queued', 'superseded', 'rolled_back'],
   succeeded: [],
+  rolled_back: [],
   failed: [],
   cancelled: [],
   superseded: [],

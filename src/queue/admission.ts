@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { protectedTargets } from '../pipeline/rollback-targets.ts';
 import type { Config } from '../config/types.ts';
 import type { RunStore, WaitingRun } from '../store/run-store.ts';
 import type { ControlPublisher } from './control.ts';
@@ -29,10 +30,17 @@ export class Admission {
     const recorded: Record<string, string> = {};
     const current = this.#store.currentDeployments(run.pipeline);
     for (const d of current) recorded[d.service] = d.image;
-    const serving = current[0];
+    const recordedCommit = current.at(-1)?.commit;
+    // What serves when queued (the descent check's fallback when no worker recorded it).
+    const serving = current.at(-1);
+    // The images of the last retention.protect deployments: the worker's pruning keeps them.
+    const p = this.#config.pipelines.find((x) => x.name === run.pipeline);
+    const protect = protectedTargets(this.#store.deployments(run.pipeline, 200), p?.retention.protect ?? 5).map((d) => d.image);
     return {
       runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, trigger: run.trigger,
+      ...(recordedCommit ? { recordedCommit } : {}),
       ...(serving ? { serving: { commit: serving.commit, runId: serving.runId } } : {}),
+      ...(protect.length ? { protect } : {}),
       ...(run.targetImage ? { image: run.targetImage } : {}),
     };
   }

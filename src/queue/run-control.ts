@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { Refused } from '../lib/errors.ts';
+import type { RollbackTargetChecks } from '../pipeline/rollback-targets.ts';
 import { isTerminal } from '../pipeline/states.ts';
 import type { RunStore, RunView } from '../store/run-store.ts';
 import type { Admission } from './admission.ts';
@@ -21,8 +22,10 @@ export class RunControl {
   readonly #admission: Admission;
   readonly #ingest: PushIngest;
   readonly #log: Logger;
+  readonly #targets: RollbackTargetChecks | undefined;
 
-  constructor(opts: { store: RunStore; queues: RunQueues; control: ControlPublisher; admission: Admission; ingest: PushIngest; log: Logger }) {
+  constructor(opts: { store: RunStore; queues: RunQueues; control: ControlPublisher; admission: Admission; ingest: PushIngest; log: Logger; targets?: RollbackTargetChecks }) {
+    this.#targets = opts.targets;
     this.#store = opts.store;
     this.#queues = opts.queues;
     this.#control = opts.control;
@@ -72,6 +75,13 @@ export class RunControl {
     const current = history.find((d) => d.replacedAt === null);
     const target = deploymentId ? history.find((d) => d.id === deploymentId) : history.find((d) => d !== current && d.image !== current?.image);
     if (!target) return { error: deploymentId ? `no deployment "${deploymentId}" in pipeline ${pipeline}` : 'no previous deployment to roll back to' };
+    // Before anything changes (pause, run, service): a target whose image is gone from
+    // the registry could only fail mid-rollout. "Unknown" (registry unreachable) is no reason to refuse.
+    const there = await this.#targets?.checkNow(target.image);
+    if (there?.state === 'missing') {
+      this.#log.warn({ pipeline, deployment: target.id, image: target.image }, 'rollback refused: image gone from the registry');
+      return { error: `cannot roll back to deployment ${target.id} (${target.commit.slice(0, 12)}): ${there.detail}; nothing was changed` };
+    }
     this.pause(pipeline, `rolled back to ${target.commit.slice(0, 12)} (${target.image}) by ${by}`, by);
     const [run] = await this.#ingest.submit([{ pipeline, trigger: 'rollback', commit: target.commit, targetImage: target.image, requestedBy: by }]);
     if (!run) throw new Refused(409, 'the rollback run was not created');

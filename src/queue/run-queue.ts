@@ -16,6 +16,10 @@ export interface RunJobData {
   image?: string;
   /** Last recorded image per service when queued, so the deploy can name drift it replaces. */
   recorded?: Record<string, string>;
+  /** The commit the recorded deployment serves (edge verification's "old revision", and its check after a rollback). */
+  recordedCommit?: string;
+  /** Pinned images of the pipeline's protected rollback targets (retention.protect): never pruned. */
+  protect?: string[];
   /** The config it must run with (pipelineFingerprint); its queue is named after it too. */
   fingerprint?: string;
   /** The event stream of the store that queued it: where its worker reports. */

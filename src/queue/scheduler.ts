@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { RollbackTargetChecks } from '../pipeline/rollback-targets.ts';
 import type { Config } from '../config/types.ts';
 import type { NewRun, RunStore, RunView } from '../store/run-store.ts';
 import { Admission } from './admission.ts';
@@ -22,10 +23,10 @@ export class Scheduler {
   readonly control: RunControl;
   readonly reconciler: Reconciler;
 
-  constructor(opts: { store: RunStore; queues: RunQueues; control: ControlPublisher; config: Config; log: Logger }) {
+  constructor(opts: { store: RunStore; queues: RunQueues; control: ControlPublisher; config: Config; log: Logger; targets?: RollbackTargetChecks }) {
     const admission = new Admission(opts);
     this.ingest = new PushIngest({ store: opts.store, queues: opts.queues, admission, log: opts.log });
-    this.control = new RunControl({ store: opts.store, queues: opts.queues, control: opts.control, admission, ingest: this.ingest, log: opts.log });
+    this.control = new RunControl({ store: opts.store, queues: opts.queues, control: opts.control, admission, ingest: this.ingest, log: opts.log, ...(opts.targets ? { targets: opts.targets } : {}) });
     this.reconciler = new Reconciler({ store: opts.store, queues: opts.queues, admission, config: opts.config, log: opts.log });
   }
 

@@ -7,7 +7,7 @@ import { withTimeout } from '../lib/timeout.ts';
 import { StopRequest } from '../pipeline/cancel.ts';
 import type { RunPorts } from '../pipeline/ports.ts';
 import { endWithoutRunning, executeRun, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
-import { RedisCheckpoints } from './checkpoints.ts';
+import { RedisCheckpoints, RedisFleetJournal } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
 import { pipelineFingerprint } from './fingerprint.ts';
@@ -51,6 +51,7 @@ export class WorkerHost {
   readonly #prefix: string;
   readonly #checkpoints: RedisCheckpoints;
   readonly #serving: ServingCommits;
+  readonly #journal: RedisFleetJournal;
   readonly #control: ControlSubscriber;
   readonly #active = new Map<string, AbortController>();
   readonly #queues = new Map<string, PipelineQueues>();
@@ -68,6 +69,7 @@ export class WorkerHost {
     this.#reporterRedis = opts.connection();
     this.#checkpoints = new RedisCheckpoints(this.#reporterRedis, opts.prefix);
     this.#serving = new ServingCommits(this.#reporterRedis, opts.prefix);
+    this.#journal = new RedisFleetJournal(this.#reporterRedis, opts.prefix);
     this.#control = new ControlSubscriber(opts.connection(), this.#reporterRedis, opts.prefix, (msg) => this.#stop(msg));
     for (const p of opts.config.pipelines) {
       const fp = pipelineFingerprint(opts.config, p);
@@ -175,6 +177,8 @@ export class WorkerHost {
           runId, pipeline, commit: job.data.commit, worker: this.#id, attempt, instance: this.#config.instance,
           ...(job.data.image ? { image: job.data.image } : {}),
           ...(job.data.recorded ? { recorded: job.data.recorded } : {}),
+          ...(job.data.recordedCommit ? { recordedCommit: job.data.recordedCommit } : {}),
+          ...(job.data.protect ? { protect: job.data.protect } : {}),
           ...(job.data.phase ? { phase: job.data.phase } : {}),
           ...(job.data.trigger ? { trigger: job.data.trigger } : {}),
           ...(job.data.serving ? { serving: job.data.serving } : {}),
@@ -185,6 +189,7 @@ export class WorkerHost {
           stop: controller.signal,
           checkpoints: this.#checkpoints,
           serving: { load: () => this.#serving.load(q.run) },
+          journal: this.#journal,
           handoff: { handOff: (j) => this.#handOff(q, job.data, j.attempt) },
         });
         log.info({ status: outcome.status, error: outcome.error }, 'run finished');

@@ -29,6 +29,10 @@ export function outcomeOf(run: RunView): RunOutcomeView | undefined {
       return { kind: 'cancelled', reason: run.error ?? 'cancelled', stage: null };
     case 'superseded':
       return { kind: 'superseded', reason: run.supersededBy ? `superseded by run ${run.supersededBy}` : (run.error ?? 'superseded by a newer push'), stage: null };
+    case 'rolled_back':
+      // Swarm converged, but users did not get the new commit (edge verification or the
+      // probe): the deployer put the previous version back.
+      return { kind: 'rolled_back', reason: run.error ?? 'rolled back', stage: 'deploy' };
     case 'failed': {
       // The service whose rollout failed first names the outcome; the services restored
       // afterwards (fleet rollback) report rolled_back too, but they are the consequence.

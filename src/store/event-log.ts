@@ -181,6 +181,9 @@ export class EventLog {
       case 'service.result':
         this.#deployments.recordServiceResult(runId, record.at, record.result);
         return;
+      case 'checks':
+        this.#runs.recordChecks(runId, record);
+        return;
       case 'deployment':
         this.#deployments.record(pipeline, { service: record.service, image: record.image, digest: record.digest, commit: record.commit, runId, at: record.at });
         return;

@@ -23,7 +23,7 @@ export class Retention {
     return this.#sql.transaction(() => {
       const res = this.#sql.run(
         `DELETE FROM runs WHERE id IN (
-           SELECT id FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled', 'superseded')
+           SELECT id FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'cancelled', 'superseded', 'rolled_back')
              AND id NOT IN (SELECT run_id FROM deployments WHERE pipeline = ? AND replaced_at IS NULL)
              AND (seq < (SELECT COALESCE(MIN(seq), 9223372036854775807) FROM (SELECT seq FROM runs WHERE pipeline = ? ORDER BY seq DESC LIMIT ?)) OR created_at < ?)
              ORDER BY seq LIMIT ?)`,

@@ -1,4 +1,5 @@
 import { newRunState, type RunState, type StageState } from '../pipeline/lifecycle.ts';
+import type { ProbeResult, VerifyResult } from '../pipeline/ports.ts';
 import { RUN_STATUSES, STAGE_NAMES, STAGE_STATUSES, type RunStatus, type StageName, type StageStatus, type Trigger } from '../pipeline/states.ts';
 import { newId } from './ids.ts';
 import { int, oneOf, text, textOrNull, type Row, type Sql } from './sql.ts';
@@ -48,6 +49,16 @@ export interface RunView {
   deploys: ServiceDeployView[];
   /** Events about this run that could not be applied and were set aside (see the daemon's log). */
   setAsideEvents: number;
+  /** deploy.verify: whether the edge served the new commit, and what it served (null: not configured or not reached). */
+  verify: VerifyResult | null;
+  /** deploy.probe: requests sent / failed, p50/p99 latency and the longest gap during the rollout. */
+  probe: ProbeResult | null;
+  /** After a rollback: whether the edge served the previous commit again. */
+  verifyPrevious: VerifyResult | null;
+  /** onFailure: previous-good-push: the failed run this one was started after. */
+  follows: string | null;
+  /** onFailure: previous-good-push: the run started after this one failed. */
+  followedBy: string | null;
 }
 
 export interface NewRun {
@@ -60,6 +71,8 @@ export interface NewRun {
   author?: string;
   deliveryId?: string;
   requestedBy?: string;
+  /** onFailure: previous-good-push: the failed run this one follows. */
+  follows?: string;
 }
 
 export type DeliveryOutcome = { runs: string[] } | { ignored: string };
@@ -130,6 +143,20 @@ interface RunRow {
   eventSeq: number;
   finishedBy: 'worker' | 'store' | null;
   handoffAt: string | null;
+  verify: VerifyResult | null;
+  probe: ProbeResult | null;
+  verifyPrevious: VerifyResult | null;
+  follows: string | null;
+}
+
+function jsonOrNull<T>(r: Row, column: string): T | null {
+  const v = textOrNull(r, column);
+  if (v === null) return null;
+  try {
+    return JSON.parse(v) as T;
+  } catch {
+    return null;
+  }
 }
 
 function runRow(r: Row): RunRow {
@@ -159,6 +186,10 @@ function runRow(r: Row): RunRow {
     eventSeq: int(r, 'event_seq'),
     finishedBy: finishedBy === 'worker' || finishedBy === 'store' ? finishedBy : null,
     handoffAt: textOrNull(r, 'handoff_at'),
+    verify: jsonOrNull<VerifyResult>(r, 'verify_json'),
+    probe: jsonOrNull<ProbeResult>(r, 'probe_json'),
+    verifyPrevious: jsonOrNull<VerifyResult>(r, 'verify_previous_json'),
+    follows: textOrNull(r, 'follows_run'),
   };
 }
 
@@ -271,10 +302,10 @@ export class RunRepository {
   #insertRun(id: string, r: NewRun, now: string, supersededBy?: string): void {
     const s = newRunState({ commit: r.commit, subject: r.subject ?? null, author: r.author ?? null, at: now, ...(supersededBy ? { supersededBy } : {}) });
     this.#sql.run(
-      `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at, finished_at, error, superseded_by, finished_by)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO runs (id, pipeline, trigger, status, commit_sha, commit_subject, commit_author, delivery_id, requested_by, target_image, created_at, finished_at, error, superseded_by, finished_by, follows_run)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       id, r.pipeline, r.trigger, s.status, s.commit, s.subject, s.author, r.deliveryId ?? null, r.requestedBy ?? null,
-      r.targetImage ?? null, now, s.finishedAt, s.error, s.supersededBy, s.finishedBy,
+      r.targetImage ?? null, now, s.finishedAt, s.error, s.supersededBy, s.finishedBy, r.follows ?? null,
     );
     STAGE_NAMES.forEach((name, i) => {
       const stage = s.stages[name];
@@ -344,6 +375,13 @@ export class RunRepository {
       if (a.status === b.status && a.startedAt === b.startedAt && a.finishedAt === b.finishedAt && a.error === b.error) continue;
       this.#sql.run('UPDATE stages SET status = ?, started_at = ?, finished_at = ?, error = ? WHERE run_id = ? AND name = ?', a.status, a.startedAt, a.finishedAt, a.error, id, name);
     }
+  }
+
+  /** What the worker measured of users' view (an applied deploy.checks event); each given field replaces the run's. */
+  recordChecks(id: string, c: { verify?: VerifyResult; probe?: ProbeResult; verifyPrevious?: VerifyResult }): void {
+    if (c.verify) this.#sql.run('UPDATE runs SET verify_json = ? WHERE id = ?', JSON.stringify(c.verify), id);
+    if (c.probe) this.#sql.run('UPDATE runs SET probe_json = ? WHERE id = ?', JSON.stringify(c.probe), id);
+    if (c.verifyPrevious) this.#sql.run('UPDATE runs SET verify_previous_json = ? WHERE id = ?', JSON.stringify(c.verifyPrevious), id);
   }
 
   getRun(id: string): RunView | undefined {
@@ -416,6 +454,11 @@ export class RunRepository {
     return this.#sql.all('SELECT name, status, started_at, finished_at, error FROM stages WHERE run_id = ? ORDER BY position', runId).map(stageRow);
   }
 
+  #followedBy(id: string): string | null {
+    const r = this.#sql.get('SELECT id FROM runs WHERE follows_run = ? ORDER BY seq LIMIT 1', id);
+    return r ? text(r, 'id') : null;
+  }
+
   #view(row: RunRow): RunView {
     return {
       id: row.id,
@@ -439,6 +482,11 @@ export class RunRepository {
       targetImage: row.targetImage,
       deploys: this.#sql.all('SELECT * FROM service_deploys WHERE run_id = ? ORDER BY seq', row.id).map(serviceDeployRow),
       setAsideEvents: int(this.#sql.get('SELECT COUNT(*) AS n FROM set_aside_events WHERE run_id = ?', row.id) ?? { n: 0 }, 'n'),
+      verify: row.verify,
+      probe: row.probe,
+      verifyPrevious: row.verifyPrevious,
+      follows: row.follows,
+      followedBy: this.#followedBy(row.id),
     };
   }
 }

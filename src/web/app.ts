@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { RollbackTargetChecks } from '../pipeline/rollback-targets.ts';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.ts';
 import { httpAnswer } from '../lib/errors.ts';
@@ -34,6 +35,8 @@ export interface AppDeps {
   health: HealthCheck[];
   /** Live run views (server-sent events). */
   live: LiveRuns;
+  /** Rollback targets' manifests in the registry (shown on the pipeline page). */
+  targets?: RollbackTargetChecks;
   logger: Logger;
   /** GitHub reports, notifications and metrics (src/report/integrations.ts). */
   integrations?: Integrations;

@@ -3,6 +3,9 @@
  * for fast tests of the run logic only. Each does what its script says; the real-engine
  * tests (test/integration) check the same behaviour against git, Docker and swarm.
  */
+import type { EdgeVerifySettings, ProbeSettings } from '../../src/config/verify.ts';
+import type { FleetJournalPort, JournalEntry, JournalState } from '../../src/pipeline/fleet-journal.ts';
+import type { CheckedRollout, EdgeCheckPort, VerifyResult } from '../../src/pipeline/ports.ts';
 import type { PipelineConfig } from '../../src/config/types.ts';
 import { DeployerError } from '../../src/lib/errors.ts';
 import { applyEvent, newRunState, type RunState } from '../../src/pipeline/lifecycle.ts';
@@ -147,6 +150,7 @@ export class FakeDeployer implements DeployPort {
     if (o instanceof Error) throw o;
     if (o === 'deaf') return new Promise<never>(() => undefined);
     const previousImage = this.previous[req.service] === undefined ? `old/${req.service}:1` : this.previous[req.service]!;
+    if (!req.resumeSince) await req.beforeUpdate?.(previousImage);
     return { service: req.service, outcome: o, previousImage, image: o === 'succeeded' ? req.image : previousImage, taskErrors: o === 'succeeded' ? [] : ['task exited 1'], message: o === 'succeeded' ? 'converged' : 'new tasks failed' };
   }
   async restore(req: DeployRequest): Promise<ServiceDeployResult> {
@@ -259,4 +263,66 @@ export function fakePipeline(over: Partial<PipelineConfig> = {}): PipelineConfig
     retention: { runs: 10, ageMs: 86_400_000, logBytes: 1024 * 1024, images: 3 },
     ...over,
   };
+}
+
+/** The fleet journal kept in memory (RedisFleetJournal's behaviour: the first record of a service wins). */
+export class MemoryFleetJournal implements FleetJournalPort {
+  readonly runs = new Map<string, Map<string, JournalEntry>>();
+  async begin(runId: string, service: string, previousImage: string | null): Promise<JournalEntry> {
+    const m = this.runs.get(runId) ?? new Map<string, JournalEntry>();
+    this.runs.set(runId, m);
+    const had = m.get(service);
+    if (had) return { ...had };
+    const e: JournalEntry = { service, previousImage, state: 'updating', seq: m.size, at: new Date().toISOString() };
+    m.set(service, e);
+    return { ...e };
+  }
+  async mark(runId: string, service: string, state: JournalState): Promise<void> {
+    const e = this.runs.get(runId)?.get(service);
+    if (e) e.state = state;
+  }
+  async entries(runId: string): Promise<JournalEntry[]> {
+    return [...(this.runs.get(runId)?.values() ?? [])].map((e) => ({ ...e })).sort((a, b) => a.seq - b.seq);
+  }
+  async clear(runId: string): Promise<void> {
+    this.runs.delete(runId);
+  }
+}
+
+/** Edge checks with scripted answers: the rollout runs for real, the edge and probe answer as told. */
+export class FakeChecks implements EdgeCheckPort {
+  verifyOk = true;
+  previousOk = true;
+  probeFailed = 0;
+  maxFailedSeen: (number | undefined)[] = [];
+  readonly previousAsked: string[] = [];
+  async checkedRollout<T>(req: {
+    probe: ProbeSettings | undefined;
+    verify: EdgeVerifySettings | undefined;
+    commit: string;
+    previousCommit?: string | undefined;
+    rollout: () => Promise<T>;
+    converged: (value: T) => boolean;
+  }): Promise<CheckedRollout<T>> {
+    const value = await req.rollout();
+    const out: CheckedRollout<T> = { value };
+    if (req.probe) {
+      out.probe = { url: req.probe.url, startedAt: new Date().toISOString(), sent: 40, failed: this.probeFailed, p50Ms: 2, p99Ms: 9, longestGapMs: this.probeFailed ? 1500 : 60, durationMs: 2000, failures: [] };
+      this.maxFailedSeen.push(req.probe.maxFailed);
+      if (req.probe.maxFailed !== undefined && this.probeFailed > req.probe.maxFailed) out.failure = `the probe saw ${this.probeFailed} of 40 requests fail during the rollout`;
+    }
+    if (req.verify && req.converged(value) && !out.failure) {
+      out.verify = this.#answer(this.verifyOk, req.verify.url, req.commit, req.previousCommit);
+      if (!out.verify.ok) out.failure = `not verified at the edge: ${out.verify.detail}`;
+    }
+    return out;
+  }
+  async verifyPrevious(settings: { url: string }, previousCommit: string): Promise<VerifyResult> {
+    this.previousAsked.push(previousCommit);
+    return this.#answer(this.previousOk, settings.url, previousCommit);
+  }
+  #answer(ok: boolean, url: string, commit: string, previous?: string): VerifyResult {
+    const detail = ok ? `served by the proxy: revision ${commit.slice(0, 12)}` : `served by the proxy: old revision ${(previous ?? 'f'.repeat(40)).slice(0, 12)} (X-Revision)`;
+    return { ok, detail, commit, url, requests: 3, elapsedMs: 600 };
+  }
 }

@@ -26,7 +26,12 @@ export interface TestPipeline {
   image: string;
   tag?: string;
   services?: string[];
-  deploy?: Record<string, string>;
+  /** As written in YAML; nested blocks (verify, probe) as objects. */
+  deploy?: Record<string, unknown>;
+  /** `onFailure` (stop | previous-good-push). */
+  onFailure?: string;
+  /** The pipeline's `retention:` block. */
+  retention?: Record<string, unknown>;
   timeouts?: Record<string, string>;
   cancelSuperseded?: boolean;
   /** Default false: tests never poll github.com (no network, and no traffic off this machine). */
@@ -65,6 +70,8 @@ export function testConfig(opts: { pipelines: TestPipeline[]; authYaml?: string;
       lines.push(`    poll: ${p.poll ?? false}`);
       if (p.cancelSuperseded !== undefined) lines.push(`    cancelSuperseded: ${p.cancelSuperseded}`);
       if (p.build) lines.push(`    build: ${JSON.stringify(p.build)}`);
+      if (p.onFailure) lines.push(`    onFailure: ${p.onFailure}`);
+      if (p.retention) lines.push(`    retention: ${JSON.stringify(p.retention)}`);
       if (p.extra) lines.push(p.extra);
       return lines.join('\n');
     })

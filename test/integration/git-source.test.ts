@@ -97,6 +97,16 @@ describe('GitSource and createGit (real git)', () => {
       expect(await git(['worktree', 'list', '--porcelain'], mirrorOf(config))).not.toContain(co.dir);
     });
 
+    it('recovers a mirror left without origin by a fetch stopped right after `git init`', async () => {
+      const c = makeConfig(repo.url);
+      const mirror = mirrorOf(c);
+      await run('git', ['init', '--quiet', '--bare', mirror], { env: baseEnv() });
+      const co = await checkout(new GitSource(c), pipelineOf(c), shaA);
+      expect(co.commit).toBe(shaA);
+      await co.cleanup();
+      expect((await run('git', ['--git-dir', mirror, 'remote', 'get-url', 'origin'], { env: baseEnv() })).trim()).toBe(repo.url);
+    });
+
     it('checks out an older commit from the cached mirror without cloning or fetching objects again', async () => {
       const mirror = mirrorOf(config);
       const before = await snapshot(mirror);

@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { AUTH, testConfig } from '../helpers/config.ts';
-import { freePort } from '../helpers/process.ts';
 import { runLog } from '../helpers/runs.ts';
 import { createWorld, deployCommit, disposeQueues, type World } from '../helpers/world.ts';
 import { siteFiles, type SiteRepo } from '../support/site.ts';
@@ -35,11 +34,14 @@ describe('rollout outcomes on the real swarm', () => {
     ({ repo, seedRef } = world);
     [svc.healthy, svc.fleet1, svc.fleet2] = world.services as [string, string, string];
     svc.stuck = uniqueName('r-stuck');
-    // start-first with a host-mode published port on one node: the new task can never start.
-    const port = await freePort();
+    // A new task that never finishes starting: its health check hangs unless the previous
+    // version's marker file is there. (A task that can never be *placed*, e.g. start-first
+    // with a host-mode port on one node, is now refused up front by the placement
+    // pre-check: verify-placement.test.ts.)
     await dockerCli([
       'service', 'create', '--detach', '--quiet', '--name', svc.stuck, '--with-registry-auth', '--init', '--label', 'deployer.test=1',
-      '--publish', `mode=host,target=8080,published=${port}`, '--stop-grace-period', '2s', seedRef,
+      '--health-cmd', 'test -f /www/old-marker || sleep 600', '--health-interval', '1s', '--health-timeout', '10m', '--health-retries', '1',
+      '--stop-grace-period', '2s', seedRef,
     ], { registry: world.registry });
     const image = world.image;
     const fast = { monitor: '2s', timeout: '60s' };
@@ -79,7 +81,7 @@ describe('rollout outcomes on the real swarm', () => {
     expect(p.deployed).toBeNull(); // the deployment record only advances on success
   });
 
-  it('a task that can never be scheduled → timed_out within the configured timeout, then rolled back', async () => {
+  it('a task that never becomes ready → timed_out within the configured timeout, then rolled back', async () => {
     const started = Date.now();
     const run = await deployTo('stuck', siteFiles('never scheduled\n'));
     expect(run.status).toBe('failed');
@@ -89,7 +91,7 @@ describe('rollout outcomes on the real swarm', () => {
     expect(Date.parse(deployStage.finishedAt) - Date.parse(deployStage.startedAt)).toBeLessThan(8_000 + 120_000);
     expect(Date.now() - started).toBeLessThan(200_000);
     expect(await serviceImage(svc.stuck)).toBe(seedRef);
-    expect(await runLog(url, run.id)).toMatch(/pending/);
+    expect(await runLog(url, run.id)).toMatch(/starting/);
   });
 
   it('two services, the second fails → both end on the previous digest', async () => {

@@ -55,7 +55,7 @@ export const ZERO_DOWNTIME_PROXY = [
  * (plain HTTP on :80, no ACME), upstream from the `UPSTREAM` environment
  * variable so one image serves any `www` service name.
  */
-export function caddyfile(proxyOptions: string[] = ZERO_DOWNTIME_PROXY): string {
+export function caddyfile(proxyOptions: string[] = ZERO_DOWNTIME_PROXY, siteDirectives: string[] = []): string {
   const inner = proxyOptions.map((l) => `\t\t${l}`).join('\n');
   return [
     '{',
@@ -63,6 +63,7 @@ export function caddyfile(proxyOptions: string[] = ZERO_DOWNTIME_PROXY): string 
     '\tauto_https off',
     '}',
     `:${CADDY_PORT} {`,
+    ...siteDirectives.map((l) => `\t${l}`),
     proxyOptions.length > 0 ? `\treverse_proxy {$UPSTREAM} {\n${inner}\n\t}` : '\treverse_proxy {$UPSTREAM}',
     '}',
     '',
@@ -100,6 +101,8 @@ export async function buildAndPushCaddy(
   registry: TestRegistry,
   repoName: string,
   proxyOptions: string[] = ZERO_DOWNTIME_PROXY,
+  /** Extra directives in the site block, e.g. `log` for an access log on stderr. */
+  siteDirectives: string[] = [],
 ): Promise<PushedImage> {
   const binary = await caddyBinary();
   const dir = await mkdtemp(join(tmpdir(), 'test-caddy-'));
@@ -110,7 +113,7 @@ export async function buildAndPushCaddy(
       await mkdir(dirname(target), { recursive: true });
       await copyFile(file, target); // follows symlinks
     }
-    await writeFile(join(dir, 'Caddyfile'), caddyfile(proxyOptions));
+    await writeFile(join(dir, 'Caddyfile'), caddyfile(proxyOptions, siteDirectives));
     await writeFile(
       join(dir, 'Dockerfile'),
       [
@@ -211,9 +214,9 @@ async function waitForAnswer(url: string, timeoutMs: number): Promise<void> {
  * `service logs` passes to its own stderr: read through the API instead), for
  * a failure message.
  */
-export async function caddyLogs(name: string, tail = 40): Promise<string> {
+export async function caddyLogs(name: string, tail: number | 'all' = 40): Promise<string> {
   try {
-    const raw = (await docker.getService(name).logs({ stdout: true, stderr: true, tail, follow: false })) as unknown as Buffer;
+    const raw = (await docker.getService(name).logs({ stdout: true, stderr: true, tail: tail as number, follow: false })) as unknown as Buffer;
     return demux(raw);
   } catch (err) {
     return `(no logs for ${name}: ${err instanceof Error ? err.message : String(err)})`;

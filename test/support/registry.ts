@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { baseEnv, run, sleep } from './exec.ts';
+import { startTokenServer, type TokenServer } from './token-server.ts';
 
 export interface TestRegistry {
   /** "127.0.0.1:PORT": usable directly as an image reference prefix. */
@@ -16,12 +17,18 @@ export interface TestRegistry {
   /** Empty strings when started with `auth: false`. */
   username: string;
   password: string;
+  /** With `auth: 'token'`: the token service the registry sends clients to. */
+  tokenServer?: TokenServer;
   stop(): Promise<void>;
 }
 
 const STARTUP_TIMEOUT_MS = 10_000;
 
-export async function startRegistry(opts: { auth?: boolean } = {}): Promise<TestRegistry> {
+/**
+ * `auth`: true (default) = htpasswd basic auth; 'token' = bearer tokens from a token
+ * service (test/support/token-server.ts) for the same one account; false = open.
+ */
+export async function startRegistry(opts: { auth?: boolean | 'token' } = {}): Promise<TestRegistry> {
   const auth = opts.auth ?? true;
   // The free port is found by binding :0 and releasing it, so another process
   // can grab it in between: retry with a new port instead of failing the run.
@@ -38,7 +45,7 @@ export async function startRegistry(opts: { auth?: boolean } = {}): Promise<Test
   throw lastError;
 }
 
-async function startOnce(dir: string, auth: boolean): Promise<TestRegistry> {
+async function startOnce(dir: string, auth: boolean | 'token'): Promise<TestRegistry> {
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
   const username = auth ? 'deployer-test' : '';
@@ -61,7 +68,11 @@ async function startOnce(dir: string, auth: boolean): Promise<TestRegistry> {
     // A fixed secret silences the "No HTTP secret provided" warning.
     `  secret: ${randomBytes(16).toString('hex')}`,
   ];
-  if (auth) {
+  let tokenServer: TokenServer | undefined;
+  if (auth === 'token') {
+    tokenServer = await startTokenServer(dir, { username, password });
+    lines.push('auth:', '  token:', `    realm: ${tokenServer.realm}`, `    service: ${tokenServer.service}`, `    issuer: ${tokenServer.issuer}`, `    rootcertbundle: ${JSON.stringify(tokenServer.certFile)}`);
+  } else if (auth) {
     const htpasswd = await run('htpasswd', ['-Bbn', username, password], { env: baseEnv() });
     await writeFile(join(dir, 'htpasswd'), htpasswd);
     lines.push('auth:', '  htpasswd:', '    realm: deployer-test', `    path: ${JSON.stringify(join(dir, 'htpasswd'))}`);
@@ -93,6 +104,7 @@ async function startOnce(dir: string, auth: boolean): Promise<TestRegistry> {
 
   const stop = async (): Promise<void> => {
     await kill(child, exited);
+    await tokenServer?.stop();
     await rm(dir, { recursive: true, force: true });
   };
 
@@ -100,12 +112,13 @@ async function startOnce(dir: string, auth: boolean): Promise<TestRegistry> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (spawnError || child.exitCode !== null || child.signalCode !== null) {
+      await tokenServer?.stop();
       throw new Error(`docker-registry died at start (${spawnError ?? child.exitCode ?? child.signalCode}): ${tail}`);
     }
     try {
       const res = await fetch(`http://${host}/v2/`, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
-      if (res.status === expected) return { host, username, password, stop };
+      if (res.status === expected) return { host, username, password, ...(tokenServer ? { tokenServer } : {}), stop };
       // Any other status means something else answers on that port: give up on it.
       await stop();
       throw new Error(`unexpected ${res.status} from http://${host}/v2/ (expected ${expected}): ${tail}`);
@@ -115,6 +128,7 @@ async function startOnce(dir: string, auth: boolean): Promise<TestRegistry> {
     }
   }
   await kill(child, exited);
+  await tokenServer?.stop();
   throw new Error(`docker-registry did not answer on ${host} within ${STARTUP_TIMEOUT_MS} ms: ${tail}`);
 }
 

@@ -30,7 +30,8 @@ function run(over: Partial<RunView>): RunView {
     id: 'r1', pipeline: 'www', commit: SHA, subject: 'Fix the <header> & footer', author: 'Ada', status: 'running', trigger: 'push',
     stages: [stage('fetch', 'pending'), stage('build', 'pending'), stage('push', 'pending'), stage('deploy', 'pending')],
     image: null, createdAt: '2025-01-01T00:00:00.000Z', startedAt: '2025-01-01T00:00:00.000Z', finishedAt: null, error: null, deliveryId: null,
-    requestedBy: null, attempts: 1, supersededBy: null, worker: 'w', targetImage: null, deploys: [], setAsideEvents: 0, ...over,
+    requestedBy: null, attempts: 1, supersededBy: null, worker: 'w', targetImage: null, deploys: [], setAsideEvents: 0,
+    verify: null, probe: null, verifyPrevious: null, follows: null, followedBy: null, ...over,
   };
 }
 
@@ -116,6 +117,13 @@ describe('notification events and messages (pure)', () => {
     expect(runEvents(run({ ...base, status: 'succeeded' }), 'failed', true)).toEqual(['started', 'succeeded', 'recovered']);
     expect(runEvents(run({ ...base, status: 'superseded', startedAt: null }), undefined, true)).toEqual([]);
     expect(runEvents(run({ ...base, status: 'failed', deploys: [{ service: 'www', outcome: 'timed_out', previousImage: 'a', image: 'a', taskErrors: [], message: '', at: '' }] }), undefined)).toEqual(['timed_out']);
+  });
+
+  it('a run rolled back after edge verification (status rolled_back) is announced and reported as rolled back', () => {
+    const rolledBack = run({ ...base, status: 'rolled_back', error: 'deploy: rolled back: not verified at the edge: served by the proxy: old revision 0a1b2c3d4e5f (X-Revision)' });
+    expect(runEvents(rolledBack, undefined)).toEqual(['rolled_back']);
+    expect(runEvents(run({ ...base, status: 'succeeded' }), 'rolled_back')).toEqual(['succeeded', 'recovered']);
+    expect(commitStatusPlan(rolledBack, true)).toMatchObject({ state: 'failure', description: expect.stringMatching(/^Rolled back: deploy: rolled back: not verified at the edge/) });
   });
 
   it('Slack messages are valid Block Kit naming pipeline, commit, outcome, duration and the run', () => {

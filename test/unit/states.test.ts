@@ -11,7 +11,7 @@ describe('run state transitions', () => {
     for (const from of RUN_STATUSES.filter(isTerminal)) {
       for (const to of RUN_STATUSES) expect(canTransitionRun(from, to), `${from} -> ${to}`).toBe(false);
     }
-    expect(RUN_STATUSES.filter(isTerminal)).toEqual(['succeeded', 'failed', 'cancelled', 'superseded']);
+    expect(RUN_STATUSES.filter(isTerminal)).toEqual(['succeeded', 'failed', 'cancelled', 'superseded', 'rolled_back']);
   });
 
   it('does not let a queued run succeed without running', () => {

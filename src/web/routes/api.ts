@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { protectedTargets } from '../../pipeline/rollback-targets.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { PipelineConfig } from '../../config/types.ts';
@@ -237,6 +238,8 @@ export function pipelineView(deps: AppDeps, p: PipelineConfig) {
     paused: pause !== undefined,
     pause: pause ?? null,
     drift: deps.drift.driftOf(p.name),
+    /** The protected rollback targets (retention.protect) and their manifests in the registry, as last checked. */
+    rollbackTargets: deps.targets ? protectedTargets(deps.store.deployments(p.name, 200), p.retention.protect ?? 5).map((t) => ({ deployment: t.id, commit: t.commit, image: t.image, ...(deps.targets!.statusOf(t.image) ?? { state: 'unchecked' }) })) : [],
     warnings: deps.integrations?.reports.warnings(p.name) ?? [],
   };
 }

@@ -80,7 +80,7 @@ ${page.next || before ? html`<nav class="pager" aria-label="Run pages">${before 
     const held = s.paused ? deps.store.queuedRuns(p.name).filter((r) => r.trigger === 'push' || r.trigger === 'poll') : [];
     const rows = deps.store.deployments(p.name, 60);
     const behind = queries.summariesOf([...new Set(rows.map((d) => d.runId))]);
-    const entries = historyOf(rows, (id) => behind.get(id)).slice(0, 20);
+    const entries = historyOf(rows, (id) => behind.get(id)).slice(0, 20).map((e) => ({ ...e, target: deps.targets?.statusOf(e.image) }));
     return kit.page(req, reply, p.name, (ctx) => html`${done(req)}${pipelineBody(ctx, s, { ...runs, filter }, held, entries)}${reportsSection(kit.deps.integrations?.pipelineFields(p.name))}`, { live: 'page' });
   });
 

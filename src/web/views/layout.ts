@@ -56,6 +56,7 @@ const ICONS: Record<string, string> = {
   ok: '✓',
   failed: '✗',
   refused: '⊘',
+  missing: '⊘',
   error: '✗',
   running: '◐',
   queued: '◷',

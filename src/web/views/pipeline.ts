@@ -2,6 +2,7 @@ import { stringify } from 'yaml';
 import { RUN_STATUSES } from '../../pipeline/states.ts';
 import { Secret } from '../../lib/secret.ts';
 import type { RunSummary } from '../../store/run-queries.ts';
+import type { TargetState } from '../../pipeline/rollback-targets.ts';
 import type { DeploymentView } from '../../store/run-store.ts';
 import { html, type SafeHtml } from '../html.ts';
 import { actionForm, ago, can, commitLink, shortSha, status, type ViewContext } from './layout.ts';
@@ -27,6 +28,8 @@ export interface HistoryEntry {
   replacedAt: string | null;
   subject: string | null;
   author: string | null;
+  /** The image's manifest in the registry, as last checked (rollback targets only). */
+  target?: TargetState | undefined;
 }
 
 /** Deployment rows (one per service) grouped by the run that made them, newest first. */
@@ -99,9 +102,10 @@ function history(ctx: ViewContext, s: PipelineSummary, entries: HistoryEntry[]):
   return html`<div class="tw"><table><thead><tr><th>Commit</th><th class="hide-narrow">Image</th><th>Deployed</th><th>Until</th>${admin ? html`<th><span class="sr">Actions</span></th>` : ''}</tr></thead><tbody>
 ${entries.map((e) => {
   const serving = e.replacedAt === null;
-  return html`<tr><td class="subj">${commitLink(ctx, s.config.repo, e.commit)} ${e.subject ?? ''}<div class="small muted">${e.author ?? ''} · <a href="/runs/${e.runId}">run ${e.runId.slice(-8)}</a> · ${e.services.join(', ')}</div></td>
+  const gone = e.target?.state === 'missing' ? e.target : undefined;
+  return html`<tr><td class="subj">${commitLink(ctx, s.config.repo, e.commit)} ${e.subject ?? ''}<div class="small muted">${e.author ?? ''} · <a href="/runs/${e.runId}">run ${e.runId.slice(-8)}</a> · ${e.services.join(', ')}</div>${gone ? html`<div class="small target-gone">${status('missing')} image gone from the registry (checked ${ago(gone.checkedAt)}): no rollback to it</div>` : ''}</td>
 <td class="hide-narrow mono small" title="${e.image}">${e.digest.slice(0, 19)}</td><td>${ago(e.deployedAt)}</td><td>${serving ? html`<strong>serving now</strong>` : ago(e.replacedAt)}</td>
-${admin ? html`<td>${serving ? '' : html`<details class="confirm"><summary class="button danger">Roll back…</summary><div class="pop"><span>Redeploy ${shortSha(e.commit)} exactly as built (no rebuild) and pause the pipeline?</span>${actionForm(ctx, `/api/pipelines/${s.config.name}/rollback`, `Roll back to ${shortSha(e.commit)}`, { cls: 'danger', fields: html`<input type="hidden" name="deployment" value="${e.id}">` })}</div></details>`}</td>` : ''}</tr>`;
+${admin ? html`<td>${serving || gone ? '' : html`<details class="confirm"><summary class="button danger">Roll back…</summary><div class="pop"><span>Redeploy ${shortSha(e.commit)} exactly as built (no rebuild) and pause the pipeline?</span>${actionForm(ctx, `/api/pipelines/${s.config.name}/rollback`, `Roll back to ${shortSha(e.commit)}`, { cls: 'danger', fields: html`<input type="hidden" name="deployment" value="${e.id}">` })}</div></details>`}</td>` : ''}</tr>`;
 })}</tbody></table></div>`;
 }
 

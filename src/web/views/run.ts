@@ -27,13 +27,30 @@ export function runHead(ctx: ViewContext, d: RunPageData): SafeHtml {
 <dt>Trigger</dt><dd>${triggeredBy(r)}${r.targetImage ? html` <span class="muted">(redeploys</span> <code>${r.targetImage}</code><span class="muted">)</span>` : ''}</dd>
 <dt>Created</dt><dd>${ago(r.createdAt)}${r.startedAt ? html`, started ${ago(r.startedAt)}` : ''}${r.finishedAt ? html`, took ${took(r.startedAt ?? r.createdAt, r.finishedAt)}` : ''}</dd>
 ${r.image ? html`<dt>Image</dt><dd class="mono small">${r.image.ref}</dd>` : ''}
+${r.follows ? html`<dt>Follows</dt><dd><a href="/runs/${r.follows}">${r.follows}</a> <span class="muted small">(it failed; onFailure: previous-good-push deploys this newest superseded push)</span></dd>` : ''}
+${r.followedBy ? html`<dt>Followed by</dt><dd><a href="/runs/${r.followedBy}">${r.followedBy}</a> <span class="muted small">(onFailure: previous-good-push: the newest push this run had superseded)</span></dd>` : ''}
 ${r.supersededBy ? html`<dt>Superseded by</dt><dd><a href="/runs/${r.supersededBy}">${r.supersededBy}</a></dd>` : ''}
 ${r.worker ? html`<dt>Worker</dt><dd class="small">${r.worker}${r.attempts > 1 ? html` (attempt ${r.attempts})` : ''}</dd>` : ''}</dl>
 ${r.error ? html`<div class="notice bad"><strong>Error:</strong> ${r.error}</div>` : ''}
 ${d.held ? html`<div class="notice warn">This push waits: the pipeline is paused. Start it now, or resume the pipeline.</div>` : ''}
 ${actions}
 <ol class="timeline" aria-label="Stages">${r.stages.map((s) => html`<li id="stage-${s.name}"><b>${s.name}</b>${status(s.status)} <span class="muted small">${took(s.startedAt, s.finishedAt)}</span>${s.error ? html`<div class="err">${s.error}</div>` : ''}</li>`)}</ol>
+${checks(r)}
 ${r.deploys.length ? html`<h2>Services</h2><div class="tw"><table><thead><tr><th>Service</th><th>Outcome</th><th class="hide-narrow">Serving at the end</th><th>What happened</th></tr></thead><tbody>${r.deploys.map((x) => html`<tr><td>${x.service}</td><td>${status(x.outcome)}</td><td class="mono small hide-narrow">${x.image ?? ''}</td><td>${x.message}${x.taskErrors.length ? html`<div class="small muted">${x.taskErrors.join('; ')}</div>` : ''}</td></tr>`)}</tbody></table></div>` : ''}
+</div>`;
+}
+
+/** deploy.verify and deploy.probe: what users got during and after the rollout. */
+function checks(r: RunView): SafeHtml {
+  if (!r.verify && !r.probe && !r.verifyPrevious) return html``;
+  const edge = (v: NonNullable<RunView['verify']>, ok: string, bad: string) =>
+    html`<div class="card check"><h3>${status(v.ok ? 'ok' : 'failed')} ${v.ok ? ok : bad}</h3><p class="small">${v.detail}</p><p class="small muted mono">${v.url}</p></div>`;
+  const p = r.probe;
+  const fig = (label: string, value: string | number, bad = false) => html`<div${bad ? html` class="bad"` : ''}><b>${value}</b><span class="small muted">${label}</span></div>`;
+  return html`<h2>What users got</h2><div class="checks">
+${r.verify ? edge(r.verify, 'Verified at the edge', 'Not verified at the edge') : ''}
+${r.verifyPrevious ? edge(r.verifyPrevious, 'Previous revision back at the edge', 'Previous revision NOT back at the edge') : ''}
+${p ? html`<div class="card check"><h3>${p.failed > 0 ? status('failed') : status('ok')} Probe during the rollout</h3><div class="figures">${fig('requests sent', p.sent)}${fig('failed', p.failed, p.failed > 0)}${fig('p50', `${p.p50Ms} ms`)}${fig('p99', `${p.p99Ms} ms`)}${fig('longest gap', `${p.longestGapMs} ms`)}${fig('measured', `${(p.durationMs / 1000).toFixed(1)} s`)}</div>${p.failures.length ? html`<p class="small muted">First failures: ${p.failures.slice(0, 5).map((f) => `${f.what} at +${(f.atMs / 1000).toFixed(1)} s`).join(', ')}</p>` : ''}<p class="small muted mono">${p.url}</p></div>` : ''}
 </div>`;
 }
 
