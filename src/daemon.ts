@@ -52,6 +52,8 @@ export interface Daemon {
   worker: WorkerHost | undefined;
   /** The consumer of worker events (HTTP process only): 'applied' tells what each batch changed. */
   events: EventConsumer | undefined;
+  /** The store owner's side of the queue (HTTP process only): reconcile and retention can be run by hand. */
+  scheduler: Scheduler | undefined;
   url: string | undefined;
   close(): Promise<void>;
 }
@@ -100,6 +102,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   let live: LiveRuns | undefined;
   let integrations: Integrations | undefined;
   let consumer: EventConsumer | undefined;
+  let scheduler: Scheduler | undefined;
   let url: string | undefined;
   if (opts.http) {
     const s = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
@@ -120,8 +123,9 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       intervalMs: config.rollbackCheckIntervalMs ?? 0,
       log: (msg) => logger.warn(msg),
     });
-    const scheduler = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger, targets });
-    const poller = new BranchPoller({ config, heads: new GitSource(config), store: s, scheduler, log: logger });
+    const sched = new Scheduler({ store: s, queues, control: new ControlPublisher(producer, config.redisPrefix), config, log: logger, targets });
+    const poller = new BranchPoller({ config, heads: new GitSource(config), store: s, scheduler: sched, log: logger });
+    scheduler = sched;
     const drift = new DriftWatcher({ config, store: s, inspector: new SwarmInspector({ sshAuthSock: config.environment.sshAuthSock }), log: logger });
     // The store's own stream first; `<prefix>:events` still carries reports of workers
     // that were given no stream (jobs queued before streams were per store).
@@ -140,14 +144,14 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     reports.attach(outbound);
     integrations = reports;
     s.onApplied((events) => reports.applied(events));
-    const followUps = new FollowUps({ store: s, config, submit: (runs) => scheduler.submit(runs), log: logger });
+    const followUps = new FollowUps({ store: s, config, submit: (runs) => sched.submit(runs), log: logger });
     s.onApplied((events) => followUps.applied(events));
     consumer.start();
     const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
     app = await buildApp({
       config,
       store: s,
-      scheduler,
+      scheduler: sched,
       poller,
       drift,
       live: liveRuns,
@@ -160,7 +164,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
         { name: 'docker', check: async () => void (await docker.ping()) },
       ],
     });
-    scheduler.start();
+    sched.start();
     targets.start();
     closers.push(() => targets.stop());
     poller.start();
@@ -176,7 +180,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       await app!.close();
       poller.stop();
       await drift.stop();
-      await scheduler.stop();
+      await sched.stop();
       await c.stop();
       reports.stop();
       await outbound.close();
@@ -192,6 +196,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     integrations,
     worker,
     events: consumer,
+    scheduler,
     url,
     async close() {
       for (const c of closers) await c().catch((err: unknown) => logger.warn({ err }, 'error while closing'));

@@ -25,7 +25,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
 
   async checkout(req: { pipeline: PipelineConfig; commit: string | null; signal: AbortSignal; log: LineSink }): Promise<Checkout> {
     const { pipeline, signal, log } = req;
-    const mirror = join(this.#root, 'mirrors', `${pipeline.repo.replace(/[^A-Za-z0-9_.-]/g, '_')}.git`);
+    const mirror = this.#mirrorOf(pipeline);
     const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
     return this.#locked(mirror, async () => {
       const environment = this.#config.environment;
@@ -41,9 +41,10 @@ export class GitSource implements SourcePort, BranchHeadPort {
         const started = Date.now();
         // Every git command here prints something: simple-git waits 50 ms after a silent one.
         await mg.raw(['fetch', '--verbose', '--no-tags', '--prune', 'origin', `+refs/heads/${pipeline.branch}:${branchRef}`]);
+        const branchHead = (await mg.raw(['rev-parse', '--verify', `${branchRef}^{commit}`])).trim();
         let commit = req.commit;
         if (commit === null) {
-          commit = (await mg.raw(['rev-parse', '--verify', `${branchRef}^{commit}`])).trim();
+          commit = branchHead;
           log(`branch ${pipeline.branch} is at ${commit}`);
         } else if (!(await hasCommit(mg, commit))) {
           // A push can be followed by a force-push before we fetch: ask for the commit itself.
@@ -65,7 +66,7 @@ export class GitSource implements SourcePort, BranchHeadPort {
           // Prints the worktree it removes (never silent: see the fetch comment).
           await createGit({ baseDir: mirror, environment }).raw(['worktree', 'prune', '--verbose', '--expire', 'now']).catch(() => undefined);
         };
-        return { commit, subject, author, dir, files, cleanup };
+        return { commit, subject, author, dir, files, branchHead, cleanup };
       } catch (err) {
         if (err instanceof DeployerError) throw err;
         if (signal.aborted) throw err;
@@ -77,6 +78,42 @@ export class GitSource implements SourcePort, BranchHeadPort {
         throw new DeployerError('git_failed', `git: ${message}`, { retryable: !PERMANENT_GIT.test(message), cause: err });
       }
     });
+  }
+
+  async isAncestor(req: { pipeline: PipelineConfig; ancestor: string; descendant: string; signal: AbortSignal }): Promise<boolean> {
+    const { pipeline, ancestor, descendant, signal } = req;
+    const mirror = this.#mirrorOf(pipeline);
+    const token = pipeline.url.startsWith('https://') ? this.#config.github.token : undefined;
+    return this.#locked(mirror, async () => {
+      await mkdir(mirror, { recursive: true });
+      const mg = createGit({ baseDir: mirror, signal, token, environment: this.#config.environment });
+      try {
+        const missing = async () => !(await hasCommit(mg, ancestor)) || !(await hasCommit(mg, descendant));
+        if (await missing()) {
+          // Another worker may have deployed a commit this mirror has not seen yet.
+          await ensureMirror(mirror, pipeline.url, mg);
+          await mg.raw(['fetch', '--verbose', '--no-tags', 'origin', `+refs/heads/${pipeline.branch}:refs/remotes/origin/${pipeline.branch}`]);
+          if (await missing()) {
+            const unknown = (await hasCommit(mg, ancestor)) ? descendant : ancestor;
+            throw new DeployerError('commit_unknown', `commit ${unknown.slice(0, 12)} is not in ${redactUrl(pipeline.url)}`);
+          }
+        }
+        // `merge-base --is-ancestor` answers by exit code alone, which simple-git does not
+        // pass on (and a silent command costs it 50 ms): the same question asked so git
+        // prints the answer — `ancestor` is an ancestor exactly when it is the merge base.
+        const full = (await mg.raw(['rev-parse', '--verify', `${ancestor}^{commit}`])).trim();
+        // Both commits exist, so a merge-base that fails means they share no history.
+        const base = (await mg.raw(['merge-base', ancestor, descendant]).catch(() => '')).trim();
+        return base === full;
+      } catch (err) {
+        if (err instanceof DeployerError || signal.aborted) throw err;
+        throw new DeployerError('git_failed', `git: ${firstLine(err)}`, { retryable: true, cause: err });
+      }
+    });
+  }
+
+  #mirrorOf(pipeline: PipelineConfig): string {
+    return join(this.#root, 'mirrors', `${pipeline.repo.replace(/[^A-Za-z0-9_.-]/g, '_')}.git`);
   }
 
   async branchHead(pipeline: PipelineConfig, signal?: AbortSignal): Promise<string> {

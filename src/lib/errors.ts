@@ -8,6 +8,8 @@
 export type ErrorCode =
   | 'config_invalid'
   | 'git_failed'
+  /** A commit the repository does not have (the descent check cannot place it). */
+  | 'commit_unknown'
   | 'build_failed'
   | 'push_failed'
   | 'registry_auth'

@@ -15,12 +15,21 @@ export interface Checkout {
   dir: string;
   /** Every tracked file, relative to `dir` (what a build context may contain). */
   files: string[];
+  /** Where the pipeline's branch pointed in the fetch that brought `commit` (null if unknown). */
+  branchHead: string | null;
   cleanup(): Promise<void>;
 }
 
-export interface SourcePort {
+export interface SourcePort extends BranchHeadPort {
   /** Fetches `commit` (or the branch head when null) and checks it out in a fresh work tree. */
   checkout(req: { pipeline: PipelineConfig; commit: string | null; signal: AbortSignal; log: LineSink }): Promise<Checkout>;
+  /**
+   * Whether `ancestor` is `descendant` or one of its ancestors (`git merge-base
+   * --is-ancestor` on the mirror; the branch is fetched first if either is missing).
+   * Throws a DeployerError with code `commit_unknown` when a commit is not in the
+   * repository even after that.
+   */
+  isAncestor(req: { pipeline: PipelineConfig; ancestor: string; descendant: string; signal: AbortSignal }): Promise<boolean>;
 }
 
 export interface BuildRequest {

@@ -2,7 +2,7 @@ import type { PipelineConfig } from '../config/types.ts';
 import type { LineSink, RunEvent, RunReporter } from './events.ts';
 import type { FleetJournalPort } from './fleet-journal.ts';
 import type { Checkout, RunPorts } from './ports.ts';
-import type { RunStatus, StageName } from './states.ts';
+import type { RunStatus, StageName, Trigger } from './states.ts';
 
 export interface RunJob {
   runId: string;
@@ -24,6 +24,21 @@ export interface RunJob {
   protect?: string[];
   /** 'deploy': another worker built and pushed the image (its checkpoint says which); only deploy. */
   phase?: 'deploy';
+  /** Why the run exists; push and poll runs only deploy descendants of what serves (descent.ts). */
+  trigger?: Trigger;
+  /** What served when the run was queued (the store's record): used when `RunDeps.serving` knows nothing. */
+  serving?: ServingRecord;
+}
+
+/** The commit that serves, and the run that deployed it. */
+export interface ServingRecord {
+  commit: string;
+  runId: string;
+}
+
+/** What serves now, as the workers last recorded it (kept outside the worker, like checkpoints). */
+export interface ServingPort {
+  load(): Promise<ServingRecord | undefined>;
 }
 
 /** Where a run got to, kept outside the worker so a retry, or another worker, can go on from there. */
@@ -58,6 +73,8 @@ export interface RunOutcome {
   status: RunStatus | 'parked' | 'handed_off';
   error?: string;
   supersededBy?: string;
+  /** Succeeded: the commit it deployed (what serves now). */
+  commit?: string;
   /** False when the outcome could not be published (Redis refused it even after retries). */
   reported: boolean;
 }
@@ -78,6 +95,8 @@ export interface RunDeps {
   handoff?: DeployHandoff;
   /** Pauses before each retry of a stage that failed with a transient error. */
   retryDelaysMs?: readonly number[];
+  /** What serves now; absent: only the job's `serving` is known. */
+  serving?: ServingPort;
 }
 
 /** How this execution treats the stages before deploy. */

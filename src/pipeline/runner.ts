@@ -1,5 +1,7 @@
 import { errorMessage, oneLine } from '../lib/errors.ts';
 import { StopRequest } from './cancel.ts';
+import { checkDescent, descentChecked } from './descent.ts';
+import { raceAbort } from './stage-runner.ts';
 import { createContext, emit, logTo, now, type RunContext, type RunDeps, type RunJob, type RunOutcome } from './run-context.ts';
 import { runStage } from './stage-runner.ts';
 import { STAGES } from './stages.ts';
@@ -44,7 +46,7 @@ export async function executeRun(job: RunJob, deps: RunDeps): Promise<RunOutcome
   const reported = await deps.report.flush().then(() => true, () => false);
   await housekeeping(ctx, outcome.status === 'succeeded');
   await deps.report.flush().catch(() => undefined);
-  return { ...outcome, reported };
+  return { ...outcome, ...(outcome.status === 'succeeded' && ctx.commit ? { commit: ctx.commit } : {}), reported };
 }
 
 /**
@@ -70,9 +72,11 @@ async function runStages(ctx: RunContext): Promise<Omit<RunOutcome, 'reported'>>
   const { job, deps } = ctx;
   const { runId } = job;
   let outcome: Omit<RunOutcome, 'reported'> = { status: 'succeeded' };
+  // Stages after one that failed, or after the descent check refused, are skipped; after a stop, cancelled.
+  let rest: 'skipped' | 'cancelled' = 'skipped';
   for (const name of STAGE_NAMES) {
     if (outcome.status !== 'succeeded') {
-      emit(ctx, { type: 'stage.finished', runId, stage: name, status: outcome.status === 'failed' ? 'skipped' : 'cancelled', at: now() });
+      emit(ctx, { type: 'stage.finished', runId, stage: name, status: outcome.status === 'failed' ? 'skipped' : rest, at: now() });
       continue;
     }
     if (name !== 'deploy' && beforeDeploy(ctx, name)) continue;
@@ -80,17 +84,52 @@ async function runStages(ctx: RunContext): Promise<Omit<RunOutcome, 'reported'>>
     // earlier attempt already began the deploy: a rollout in flight is watched to its end.
     if (deps.stop.aborted && (name !== 'deploy' || !ctx.resume?.deployStartedAt) && !(ctx.mode === 'deploy' && isShutdown(deps.stop.reason))) {
       outcome = stopped(deps.stop.reason);
+      rest = 'cancelled';
       emit(ctx, { type: 'stage.finished', runId, stage: name, status: 'cancelled', at: now() });
       continue;
     }
     if (name === 'deploy' && deps.handoff && ctx.mode !== 'deploy' && !(await canDeployHere(ctx))) {
       return handOff(ctx);
     }
+    // Before building, and again before deploying (a rollout in flight is watched, not judged).
+    if ((name === 'build' || (name === 'deploy' && !ctx.resume?.deployStartedAt)) && descentChecked(ctx)) {
+      const refused = await descent(ctx, name === 'build' ? 'build' : 'deploy');
+      if (refused) {
+        outcome = refused;
+        rest = refused.status === 'superseded' || refused.status === 'failed' ? 'skipped' : 'cancelled';
+        emit(ctx, { type: 'stage.finished', runId, stage: name, status: rest, at: now() });
+        continue;
+      }
+    }
     const result = await runStage(ctx, name, STAGES[name]);
-    if (result.kind === 'stopped') outcome = stopped(result.reason);
-    else if (result.kind === 'failed') outcome = { status: result.rolledBack ? 'rolled_back' : 'failed', error: result.error };
+    if (result.kind === 'stopped') {
+      outcome = stopped(result.reason);
+      rest = 'cancelled';
+    } else if (result.kind === 'failed') outcome = { status: result.rolledBack ? 'rolled_back' : 'failed', error: result.error };
   }
   return outcome;
+}
+
+/**
+ * The descent check (descent.ts) under the fetch timeout and the run's stop signal:
+ * undefined when the run may go on, else the outcome that ends it.
+ */
+async function descent(ctx: RunContext, when: 'build' | 'deploy'): Promise<Omit<RunOutcome, 'reported'> | undefined> {
+  const { deps, job } = ctx;
+  // Before the deploy, as for the deploy itself, only the time limit stops it (a stop asked
+  // before the deploy began was honoured just before; a deploy taken over is not parked).
+  const limit = AbortSignal.timeout(job.pipeline.timeouts.fetch);
+  const signal = when === 'build' ? AbortSignal.any([deps.stop, limit]) : limit;
+  try {
+    const verdict = await raceAbort(checkDescent(ctx, when, signal), signal);
+    if (verdict.deploy) return undefined;
+    return { status: 'superseded', error: verdict.message, ...(verdict.supersededBy && verdict.supersededBy !== job.runId ? { supersededBy: verdict.supersededBy } : {}) };
+  } catch (err) {
+    if (when === 'build' && deps.stop.aborted) return stopped(deps.stop.reason);
+    const error = `${when}: could not check that ${ctx.commit.slice(0, 12)} descends from what serves: ${oneLine(errorMessage(err))}`;
+    logTo(ctx, null)(error);
+    return { status: 'failed', error };
+  }
 }
 
 /**

@@ -31,15 +31,44 @@ export class Admission {
     const current = this.#store.currentDeployments(run.pipeline);
     for (const d of current) recorded[d.service] = d.image;
     const recordedCommit = current.at(-1)?.commit;
+    // What serves when queued (the descent check's fallback when no worker recorded it).
+    const serving = current.at(-1);
     // The images of the last retention.protect deployments: the worker's pruning keeps them.
     const p = this.#config.pipelines.find((x) => x.name === run.pipeline);
     const protect = protectedTargets(this.#store.deployments(run.pipeline, 200), p?.retention.protect ?? 5).map((d) => d.image);
-    return { runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, ...(recordedCommit ? { recordedCommit } : {}), ...(protect.length ? { protect } : {}), ...(run.targetImage ? { image: run.targetImage } : {}) };
+    return {
+      runId: run.id, pipeline: run.pipeline, commit: run.commit, recorded, trigger: run.trigger,
+      ...(recordedCommit ? { recordedCommit } : {}),
+      ...(serving ? { serving: { commit: serving.commit, runId: serving.runId } } : {}),
+      ...(protect.length ? { protect } : {}),
+      ...(run.targetImage ? { image: run.targetImage } : {}),
+    };
   }
 
   /** Queues `run`; throws QueueUnavailable when Redis did not take it. */
   enqueue(run: WaitingRun): Promise<void> {
     return this.#queues.enqueue(this.jobOf(run));
+  }
+
+  /**
+   * Queues again a run whose job was lost — only while the store still has it queued.
+   * Checked as the store has it now, before and after the (awaited) add: a run
+   * superseded or cancelled meanwhile is not revived. If it changed during the add, the
+   * job is taken out again; if a worker already holds it, that worker is told to stop
+   * before it starts (it checks for a stop request first). Returns whether it was queued.
+   */
+  async requeue(run: WaitingRun): Promise<boolean> {
+    if (this.#store.statusOf(run.id) !== 'queued') return false;
+    await this.enqueue(run);
+    const now = this.#store.statusOf(run.id);
+    if (now === 'queued' || now === 'running') return true;
+    this.#log.info({ run: run.id, status: now }, 'run ended while its job was being queued again: job withdrawn');
+    if (!(await this.#queues.removeWaiting(run.pipeline, run.id))) {
+      const kind = now === 'cancelled' ? 'cancel' : 'supersede';
+      const supersededBy = kind === 'supersede' ? this.#store.supersededBy(run.id) : null;
+      await this.#control.requestStop({ runId: run.id, kind, message: `run already ${now ?? 'removed'}`, ...(supersededBy ? { supersededBy } : {}) });
+    }
+    return false;
   }
 
   /** Paused: the push waits, visible; only the newest one is kept waiting. */

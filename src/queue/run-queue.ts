@@ -1,6 +1,8 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/types.ts';
+import type { ServingRecord } from '../pipeline/run-context.ts';
+import type { Trigger } from '../pipeline/states.ts';
 import { QueueUnavailable } from '../lib/errors.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import { pipelineFingerprint } from './fingerprint.ts';
@@ -26,6 +28,10 @@ export interface RunJobData {
   phase?: 'deploy';
   /** The attempt the deploy continues (deploy phase). */
   attempt?: number;
+  /** Why the run exists (push and poll runs are checked for descent from what serves). */
+  trigger?: Trigger;
+  /** What the store recorded as serving when the run was queued. */
+  serving?: ServingRecord;
 }
 
 const ENQUEUE_TIMEOUT_MS = 3000;

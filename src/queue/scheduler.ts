@@ -57,10 +57,10 @@ export class Scheduler {
   stop(): Promise<void> {
     return this.reconciler.stop();
   }
-  reconcile(): Promise<void> {
-    return this.reconciler.reconcile();
+  reconcile(opts?: { graceMs?: number }): Promise<void> {
+    return this.reconciler.reconcile(opts);
   }
-  prune(): void {
-    this.reconciler.prune();
+  prune(): Promise<void> {
+    return this.reconciler.prune();
   }
 }

@@ -11,8 +11,8 @@ import { RedisCheckpoints, RedisFleetJournal } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
 import { pipelineFingerprint } from './fingerprint.ts';
-import { NewestSuccess } from './newest-success.ts';
 import { queueName, type RunJobData } from './run-queue.ts';
+import { ServingCommits } from './serving.ts';
 
 /** How long a graceful shutdown waits for a deploy that is being watched. */
 const SHUTDOWN_DEPLOY_WAIT_MS = 120_000;
@@ -24,6 +24,8 @@ interface PipelineQueues {
   deploy: string;
   /** Producer side of the deploy queue, for hand-offs. */
   deployQueue: Queue<RunJobData, RunOutcome>;
+  /** The run queue as a reader: is a newer run waiting behind this one? */
+  runQueue: Queue<RunJobData, RunOutcome>;
 }
 
 /**
@@ -48,8 +50,8 @@ export class WorkerHost {
   readonly #reporterRedis: Redis;
   readonly #prefix: string;
   readonly #checkpoints: RedisCheckpoints;
+  readonly #serving: ServingCommits;
   readonly #journal: RedisFleetJournal;
-  readonly #newest: NewestSuccess;
   readonly #control: ControlSubscriber;
   readonly #active = new Map<string, AbortController>();
   readonly #queues = new Map<string, PipelineQueues>();
@@ -66,13 +68,18 @@ export class WorkerHost {
     this.#slots = opts.config.worker.concurrency;
     this.#reporterRedis = opts.connection();
     this.#checkpoints = new RedisCheckpoints(this.#reporterRedis, opts.prefix);
+    this.#serving = new ServingCommits(this.#reporterRedis, opts.prefix);
     this.#journal = new RedisFleetJournal(this.#reporterRedis, opts.prefix);
-    this.#newest = new NewestSuccess(this.#reporterRedis, opts.prefix);
     this.#control = new ControlSubscriber(opts.connection(), this.#reporterRedis, opts.prefix, (msg) => this.#stop(msg));
     for (const p of opts.config.pipelines) {
       const fp = pipelineFingerprint(opts.config, p);
-      const q: PipelineQueues = { pipeline: p, run: queueName(p.name, fp), deploy: queueName(p.name, fp, 'deploy'), deployQueue: new Queue(queueName(p.name, fp, 'deploy'), { connection: this.#reporterRedis, prefix: opts.prefix }) };
+      const q: PipelineQueues = {
+        pipeline: p, run: queueName(p.name, fp), deploy: queueName(p.name, fp, 'deploy'),
+        deployQueue: new Queue(queueName(p.name, fp, 'deploy'), { connection: this.#reporterRedis, prefix: opts.prefix }),
+        runQueue: new Queue(queueName(p.name, fp), { connection: this.#reporterRedis, prefix: opts.prefix }),
+      };
       q.deployQueue.on('error', () => undefined);
+      q.runQueue.on('error', () => undefined);
       this.#queues.set(p.name, q);
       this.#startWorker(q.run, p.name);
     }
@@ -145,9 +152,13 @@ export class WorkerHost {
     const controller = new AbortController();
     this.#active.set(runId, controller);
     try {
-      const newer = await this.#newest.newerThan(q.run, runId);
+      // Latest request wins, here too: the store supersedes older waiting runs when a
+      // newer one is queued, but under a storm of requests that lags behind the worker.
+      // A first attempt (nothing of it done yet) with a newer run waiting behind it ends
+      // at once, superseded by that one, instead of building what is about to be replaced.
+      const newer = !job.data.phase && !job.data.attempt && (job.stalledCounter ?? 0) === 0 ? await this.#newerWaiting(q, runId) : undefined;
       if (newer) {
-        log.info({ newer }, 'a newer run already deployed: superseded');
+        log.info({ newer }, 'a newer run is waiting: superseded before starting');
         return finishUnstarted({ status: 'superseded', error: `superseded by ${newer}`, supersededBy: newer, reported: true });
       }
       if (!this.#tryAcquire()) {
@@ -169,17 +180,22 @@ export class WorkerHost {
           ...(job.data.recordedCommit ? { recordedCommit: job.data.recordedCommit } : {}),
           ...(job.data.protect ? { protect: job.data.protect } : {}),
           ...(job.data.phase ? { phase: job.data.phase } : {}),
+          ...(job.data.trigger ? { trigger: job.data.trigger } : {}),
+          ...(job.data.serving ? { serving: job.data.serving } : {}),
         };
         const outcome = await executeRun(runJob, {
           ports: this.#ports,
           report: reporter,
           stop: controller.signal,
           checkpoints: this.#checkpoints,
+          serving: { load: () => this.#serving.load(q.run) },
           journal: this.#journal,
           handoff: { handOff: (j) => this.#handOff(q, job.data, j.attempt) },
         });
         log.info({ status: outcome.status, error: outcome.error }, 'run finished');
-        if (outcome.status === 'succeeded') await this.#newest.record(q.run, runId).catch((err: unknown) => log.warn({ err }, 'could not record the newest success'));
+        if (outcome.status === 'succeeded' && outcome.commit) {
+          await this.#serving.record(q.run, { commit: outcome.commit, runId }).catch((err: unknown) => log.warn({ err }, 'could not record what serves'));
+        }
         if (!outcome.reported) {
           // The store never heard the outcome: fail the job, so the store's reconcile
           // loop ends the run with this reason instead of leaving it running.
@@ -197,6 +213,13 @@ export class WorkerHost {
     } finally {
       this.#active.delete(runId);
     }
+  }
+
+  /** The newest waiting run of this queue if it was made after `runId` (run ids sort by creation). */
+  async #newerWaiting(q: PipelineQueues, runId: string): Promise<string | undefined> {
+    const waiting = await withTimeout(q.runQueue.getWaiting(0, 0), 2000, 'waiting jobs').catch(() => []);
+    const newest = waiting[0]?.id;
+    return newest !== undefined && newest > runId ? newest : undefined;
   }
 
   /** Queues the deploy of a built run where workers that reach a swarm manager listen. */
@@ -235,7 +258,7 @@ export class WorkerHost {
       return Promise.all(this.#workers.map((w) => w.close(true)));
     });
     this.#control.close();
-    await Promise.all([...this.#queues.values()].map((q) => withTimeout(q.deployQueue.close(), 2000, 'queue close').catch(() => undefined)));
+    await Promise.all([...this.#queues.values()].flatMap((q) => [q.deployQueue, q.runQueue]).map((queue) => withTimeout(queue.close(), 2000, 'queue close').catch(() => undefined)));
     this.#reporterRedis.disconnect();
   }
 }

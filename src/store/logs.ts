@@ -84,8 +84,21 @@ export class LogRepository {
     return Math.max(0, start);
   }
 
-  /** The whole log, chunk by chunk, without loading it all at once. */
+  /**
+   * The whole log, chunk by chunk, holding one chunk at a time. Each chunk is its own
+   * complete query (the next seq after the last one sent, by the primary key), never a
+   * statement iterator kept open across yields: statements are prepared once and shared,
+   * and a second download re-running a shared iterator used to cut the first one short
+   * without an error. So any number of concurrent downloads each get every byte, and
+   * each holds one chunk, whatever the log's size.
+   */
   *logChunks(runId: string): Generator<string> {
-    for (const r of this.#sql.iterate('SELECT text FROM log_chunks WHERE run_id = ? ORDER BY seq', runId)) yield text(r, 'text');
+    let after = 0;
+    for (;;) {
+      const r = this.#sql.get('SELECT seq, text FROM log_chunks WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT 1', runId, after);
+      if (!r) return;
+      after = int(r, 'seq');
+      yield text(r, 'text');
+    }
   }
 }

@@ -114,6 +114,9 @@ export class RunStore {
   statusesForCommit(pipeline: string, commit: string): RunStatus[] {
     return this.#runs.statusesForCommit(pipeline, commit);
   }
+  statusOf(id: string): RunStatus | undefined {
+    return this.#runs.statusOf(id);
+  }
   requestCancel(id: string, by: string): void {
     this.#runs.requestCancel(id, by);
   }
@@ -206,8 +209,15 @@ export class RunStore {
   prune(pipeline: string, keep: number, maxAgeMs: number): number {
     return this.#retention.prune(pipeline, keep, maxAgeMs);
   }
-  pruneDeliveries(maxAgeMs: number): number {
-    return this.#retention.pruneDeliveries(maxAgeMs);
+  /** One bounded step of retention (see Retention): the daemon yields to the event loop between steps. */
+  pruneBatch(pipeline: string, keep: number, maxAgeMs: number, limit: number): number {
+    return this.#retention.pruneBatch(pipeline, keep, maxAgeMs, limit);
+  }
+  forgetOrphanedEvents(): number {
+    return this.#retention.forgetOrphans();
+  }
+  pruneDeliveriesBatch(maxAgeMs: number, limit: number): number {
+    return this.#retention.pruneDeliveriesBatch(maxAgeMs, limit);
   }
 
   /** Throws unless the database answers (health check). */

@@ -89,6 +89,7 @@ export interface WaitingRun {
   id: string;
   pipeline: string;
   commit: string | null;
+  trigger: Trigger;
   targetImage?: string | null;
 }
 
@@ -286,7 +287,7 @@ export class RunRepository {
         answers.push(answer);
       }
       const newest = new Map<string, WaitingRun>();
-      for (const { id, run } of fresh) newest.set(run.pipeline, { id, pipeline: run.pipeline, commit: run.commit });
+      for (const { id, run } of fresh) newest.set(run.pipeline, { id, pipeline: run.pipeline, commit: run.commit, trigger: run.trigger });
       const superseded: RecordedPushes['superseded'] = [];
       for (const { id, run } of fresh) {
         const winner = newest.get(run.pipeline)!.id;
@@ -431,6 +432,12 @@ export class RunRepository {
   /** Statuses of every run of this pipeline for this commit. */
   statusesForCommit(pipeline: string, commit: string): RunStatus[] {
     return this.#sql.all('SELECT status FROM runs WHERE pipeline = ? AND commit_sha = ?', pipeline, commit).map((r) => oneOf(r, 'status', RUN_STATUSES));
+  }
+
+  /** The run's status as stored now (undefined: no such run): the truth after an await. */
+  statusOf(id: string): RunStatus | undefined {
+    const row = this.#sql.get('SELECT status FROM runs WHERE id = ?', id);
+    return row ? oneOf(row, 'status', RUN_STATUSES) : undefined;
   }
 
   /** Who asked for a cancel (not a state change: the worker's stop is what ends the run). */

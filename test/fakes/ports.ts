@@ -7,6 +7,7 @@ import type { EdgeVerifySettings, ProbeSettings } from '../../src/config/verify.
 import type { FleetJournalPort, JournalEntry, JournalState } from '../../src/pipeline/fleet-journal.ts';
 import type { CheckedRollout, EdgeCheckPort, VerifyResult } from '../../src/pipeline/ports.ts';
 import type { PipelineConfig } from '../../src/config/types.ts';
+import { DeployerError } from '../../src/lib/errors.ts';
 import { applyEvent, newRunState, type RunState } from '../../src/pipeline/lifecycle.ts';
 import type { RunEvent, RunReporter } from '../../src/pipeline/events.ts';
 import type { BuildPort, BuildRequest, Checkout, DeployPort, DeployRequest, PushPort, ServiceDeployResult, ServiceOutcome, SourcePort } from '../../src/pipeline/ports.ts';
@@ -51,8 +52,36 @@ export class FakeSource implements SourcePort {
   cleaned = 0;
   failCleanup = false;
   files = ['Dockerfile', 'www/index.html'];
+  /** Where the branch points; undefined: at whatever commit is checked out. */
+  head: string | undefined;
+  /** Where the remote says the branch points when asked later (default `head`); an Error is thrown. */
+  remoteHead: string | Error | undefined;
+  /** The repository's history: each commit's parents. A commit not listed is unknown to git. */
+  parents: Record<string, string[]> = {};
+  readonly ancestryQuestions: [string, string][] = [];
   constructor(steps: Step[] = []) {
     this.script = new Script(steps);
+  }
+  async branchHead(): Promise<string> {
+    const h = this.remoteHead ?? this.head ?? COMMIT;
+    if (h instanceof Error) throw h;
+    return h;
+  }
+  async isAncestor(req: Parameters<SourcePort['isAncestor']>[0]): Promise<boolean> {
+    this.ancestryQuestions.push([req.ancestor, req.descendant]);
+    for (const c of [req.ancestor, req.descendant]) {
+      if (!(c in this.parents)) throw new DeployerError('commit_unknown', `commit ${c.slice(0, 12)} is not in the repository`);
+    }
+    const seen = new Set<string>();
+    const todo = [req.descendant];
+    while (todo.length) {
+      const c = todo.pop()!;
+      if (c === req.ancestor) return true;
+      if (seen.has(c)) continue;
+      seen.add(c);
+      todo.push(...(this.parents[c] ?? []));
+    }
+    return false;
   }
   async checkout(req: Parameters<SourcePort['checkout']>[0]): Promise<Checkout> {
     req.log('fetching');
@@ -63,6 +92,7 @@ export class FakeSource implements SourcePort {
       author: 'An Author',
       dir: '/work/tree',
       files: this.files,
+      branchHead: this.head ?? req.commit ?? COMMIT,
       cleanup: async () => {
         this.cleaned++;
         if (this.failCleanup) throw new Error('EBUSY: work tree in use');

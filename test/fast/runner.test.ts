@@ -58,7 +58,7 @@ describe('executeRun: a normal run', () => {
   it('fetches, builds, pushes both tags, deploys, records the deployment, then cleans up and prunes', async () => {
     const h = setup();
     const outcome = await h.run();
-    expect(outcome).toEqual({ status: 'succeeded', reported: true });
+    expect(outcome).toEqual({ status: 'succeeded', commit: COMMIT, reported: true });
     expect(h.reporter.stages()).toEqual({ fetch: ['running', 'succeeded'], build: ['running', 'succeeded'], push: ['running', 'succeeded'], deploy: ['running', 'succeeded'] });
     expect(h.pusher.tags).toEqual([COMMIT, 'live']);
     expect(h.builder.requests[0]).toMatchObject({ tags: [`127.0.0.1:5000/site:${COMMIT}`, '127.0.0.1:5000/site:live'], labels: { 'org.opencontainers.image.revision': COMMIT } });
@@ -467,7 +467,7 @@ describe('executeRun: reporting', () => {
     const h = setup();
     h.reporter.failFlush = true;
     const outcome = await h.run();
-    expect(outcome).toEqual({ status: 'succeeded', reported: false });
+    expect(outcome).toEqual({ status: 'succeeded', commit: COMMIT, reported: false });
     expect(h.source.cleaned).toBe(1);
     expect(h.reporter.flushes).toBe(2);
   });

@@ -36,7 +36,7 @@ describe('benchmarks in smoke mode (node bench/run.ts --quick)', () => {
     // A generous bound, not a goal: on a quiet machine the smoke run takes about 2 minutes.
     const { code, output } = await runBench(['--quick', '--out', out], 420_000);
     expect(code, output).toBe(0);
-    expect(SCENARIOS.map((s) => s.name)).toEqual(['deploy-overhead', 'webhook-ingest', 'burst', 'ui-scale', 'log-latency', 'memory', 'context', 'buildkit']);
+    expect(SCENARIOS.map((s) => s.name)).toEqual(['deploy-overhead', 'webhook-ingest', 'burst', 'ui-scale', 'log-latency', 'memory', 'context', 'buildkit', 'retention']);
     for (const s of SCENARIOS) {
       const file = join(out, `${s.name}.json`);
       expect(existsSync(file), `${s.name}.json missing\n${output}`).toBe(true);

@@ -8,6 +8,7 @@ import { startDaemon } from '../../src/daemon.ts';
 import { StreamReporter } from '../../src/queue/event-bus.ts';
 import { openDatabase } from '../../src/store/db.ts';
 import { RunStore } from '../../src/store/run-store.ts';
+import { pruneInBatches } from '../../src/queue/reconciler.ts';
 import { testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
@@ -43,6 +44,40 @@ describe('retention of runs (real SQLite)', () => {
     expect([...store.logChunks(ids[0]!)]).toEqual([]);
     expect(store.prune('p', 100, 0)).toBe(2); // by age: all finished ones except the serving one
     expect(store.deployments('p')).toHaveLength(1); // history is kept
+  });
+});
+
+describe('retention off the hot path (real SQLite)', () => {
+  it('prunes in batches and lets the event loop run between them; the outcome is the same as all at once', async () => {
+    const store = new RunStore(openDatabase(join(mkdtempSync(join(tmpdir(), 'ret-')), 'd.db')));
+    const ids = store.createRuns(Array.from({ length: 1000 }, (_, i) => ({ pipeline: 'p', trigger: 'push' as const, commit: String(i % 10).repeat(40) }))).map((r) => r.id);
+    for (const id of ids) {
+      store.apply({ type: 'run.started', runId: id, at: at(), worker: 'w', attempt: 1 });
+      store.apply({ type: 'log', runId: id, stage: 'build', at: at(), lines: ['a line', 'another'] });
+      store.apply({ type: 'run.finished', runId: id, status: 'succeeded', at: at() });
+    }
+    // Counts event-loop turns (setImmediate callbacks) while retention runs.
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const logged: unknown[] = [];
+    const removed = await pruneInBatches(store, [{ name: 'p', retention: { runs: 100, ageMs: 86_400_000, logBytes: 0, images: 0 } }], { info: (o: unknown) => logged.push(o) }, { batch: 50 });
+    ticking = false;
+    expect(removed).toBe(900);
+    // 900 runs in batches of 50: the loop turned between the batches.
+    expect(turns).toBeGreaterThanOrEqual(900 / 50 - 1);
+    expect(logged).toEqual([{ pipeline: 'p', removed: 900 }]);
+    const left = store.listRuns('p', 1000).runs.map((r) => r.id);
+    expect(left.sort()).toEqual(ids.slice(900).sort());
+    expect([...store.logChunks(ids[0]!)]).toEqual([]);
+    // Stopping ends it after the batch in progress.
+    store.createRuns([{ pipeline: 'q', trigger: 'push', commit: null }]);
+    expect(await pruneInBatches(store, [{ name: 'p', retention: { runs: 0, ageMs: 86_400_000, logBytes: 0, images: 0 } }], { info: () => undefined }, { batch: 10, stopped: () => true })).toBe(10);
+    store.close();
   });
 });
 
