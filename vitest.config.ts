@@ -19,6 +19,7 @@ const SERIAL = [
   'test/integration/retention.test.ts',
   'test/hostile/webhook-flood.test.ts',
   'test/hostile/build-output.test.ts',
+  'test/hostile/log-downloads.test.ts',
 ];
 
 export default defineConfig({
