@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LongestFirst from './test/support/longest-first.ts';
 
 /**
  * Three projects, run in this order by scripts/test.sh (sequence.groupOrder):
@@ -25,6 +26,8 @@ const SERIAL = [
 export default defineConfig({
   test: {
     reporters: ['default'],
+    // Called once per project group: only the integration files have figures to sort by.
+    sequence: { sequencer: LongestFirst },
     coverage: {
       provider: 'v8',
       include: ['src/**/*.ts'],
