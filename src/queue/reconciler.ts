@@ -59,6 +59,7 @@ export class Reconciler {
   #reconciling: Promise<void> | undefined;
   #pruning: Promise<void> | undefined;
   #stopping = false;
+  #legacyAdopted = false;
 
   constructor(opts: { store: RunStore; queues: RunQueues; admission: Admission; config: Config; log: Logger }) {
     this.#store = opts.store;
@@ -117,6 +118,16 @@ export class Reconciler {
    */
   async reconcile(opts: { graceMs?: number } = {}): Promise<void> {
     const graceMs = opts.graceMs ?? 10_000;
+    if (!this.#legacyAdopted) {
+      // Once per start, before any run is judged by its job: an upgrade from a release
+      // with the old queue names leaves live jobs there (see RunQueues.adoptLegacy).
+      const adopted = await this.#queues.adoptLegacy((id) => {
+        const run = this.#store.getRun(id);
+        return run?.status === 'queued' || run?.status === 'running' ? run.attempts : undefined;
+      });
+      if (adopted.length > 0) this.#log.warn({ runs: adopted }, 'moved runs queued by an older release to this release\'s queue');
+      this.#legacyAdopted = true;
+    }
     for (const run of this.#store.runsWithStatus(['queued', 'running'])) {
       if (!this.#config.pipelines.some((p) => p.name === run.pipeline)) {
         this.#store.finish(run.id, 'failed', `pipeline ${run.pipeline} is no longer configured`);

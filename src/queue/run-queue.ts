@@ -123,6 +123,40 @@ export class RunQueues {
   }
 
   /**
+   * Releases before the fingerprinted queue names (issue #10) queued every run of a
+   * pipeline in `pipeline-<name>`. After an upgrade nothing serves those queues, and a
+   * run parked or interrupted there by the old release's shutdown would end "its job is
+   * no longer in the queue". Moves each job whose run is still live to this release's
+   * queue (same job id: a waiting push still runs; a started run continues as its next
+   * attempt, which the lifecycle lets take over from the old worker's) and removes the
+   * old queue. `attempts(runId)`: undefined when the run has ended, else how many
+   * attempts it has started. Returns the run ids moved.
+   */
+  async adoptLegacy(attempts: (runId: string) => number | undefined): Promise<string[]> {
+    const adopted: string[] = [];
+    for (const pipeline of this.#queues.keys()) {
+      const legacy = new Queue<RunJobData>(`pipeline-${pipeline}`, { connection: this.#connection, prefix: this.#prefix });
+      legacy.on('error', () => undefined);
+      try {
+        const jobs = await this.#bounded(() => legacy.getJobs(['wait', 'active', 'delayed', 'prioritized']), 'Redis did not answer');
+        if (jobs.length === 0) continue;
+        for (const job of jobs) {
+          const runId = job?.data?.runId;
+          const started = typeof runId === 'string' ? attempts(runId) : undefined;
+          if (started === undefined) continue;
+          await this.enqueue({ ...job.data, pipeline, ...(started > 0 ? { attempt: started + 1 } : {}) });
+          adopted.push(runId);
+        }
+        // force: the old release's worker may have left a job active (its lock expires unseen).
+        await this.#bounded(() => legacy.obliterate({ force: true }), 'Redis did not answer');
+      } finally {
+        await withTimeout(legacy.close(), 2000, 'queue close').catch(() => undefined);
+      }
+    }
+    return adopted;
+  }
+
+  /**
    * The run's job state, or 'missing' if the queue has no such job. A run whose deploy
    * was handed off is judged by its deploy job once its build job is done.
    */
