@@ -1,4 +1,5 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import { statementCache } from './sql.ts';
 
 export type AuditResult = 'ok' | 'refused' | 'failed';
 
@@ -33,18 +34,12 @@ const MAX_DETAIL = 500;
 
 /** The audit trail: append-only, read newest first with a cursor. */
 export class AuditStore {
-  readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #sql: (sql: string) => StatementSync;
 
   constructor(db: DatabaseSync) {
-    this.#db = db;
+    this.#sql = statementCache(db);
   }
 
-  #sql(sql: string): StatementSync {
-    let stmt = this.#statements.get(sql);
-    if (!stmt) this.#statements.set(sql, (stmt = this.#db.prepare(sql)));
-    return stmt;
-  }
 
   record(e: AuditEntry, at = new Date()): number {
     const detail = e.detail && e.detail.length > MAX_DETAIL ? `${e.detail.slice(0, MAX_DETAIL)}…` : e.detail;

@@ -1,6 +1,7 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { transaction } from './db.ts';
 import type { AttemptView } from './report-store.ts';
+import { statementCache } from './sql.ts';
 
 export type NotificationStatus = 'pending' | 'sent' | 'refused' | 'failed';
 
@@ -37,20 +38,13 @@ export interface NewNotification {
 /** Notifications and their attempts (migration 016). Written only by the store owner's notifier. */
 export class NotificationStore {
   readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #sql: (sql: string) => StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#sql = statementCache(db);
   }
 
-  #sql(sql: string): StatementSync {
-    let stmt = this.#statements.get(sql);
-    if (!stmt) {
-      stmt = this.#db.prepare(sql);
-      this.#statements.set(sql, stmt);
-    }
-    return stmt;
-  }
 
   /** Inserts the notifications not created before; returns the ids of the new ones. */
   add(list: NewNotification[]): string[] {

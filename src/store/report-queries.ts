@@ -1,26 +1,18 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { RunStatus } from '../pipeline/states.ts';
+import { statementCache } from './sql.ts';
 
 /**
  * Read-only questions the report observer and the metrics ask about runs, beyond what
  * RunStore offers. Never writes.
  */
 export class ReportQueries {
-  readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #sql: (sql: string) => StatementSync;
 
   constructor(db: DatabaseSync) {
-    this.#db = db;
+    this.#sql = statementCache(db);
   }
 
-  #sql(sql: string): StatementSync {
-    let stmt = this.#statements.get(sql);
-    if (!stmt) {
-      stmt = this.#db.prepare(sql);
-      this.#statements.set(sql, stmt);
-    }
-    return stmt;
-  }
 
   /** How the pipeline's last decided run before `runId` ended (succeeded or failed), if any. */
   previousOutcome(pipeline: string, runId: string): RunStatus | undefined {

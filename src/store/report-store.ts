@@ -1,5 +1,6 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { transaction } from './db.ts';
+import { statementCache } from './sql.ts';
 
 /** One run's GitHub report: GitHub's ids and what was last queued for it. */
 export interface GitHubReportRow {
@@ -59,20 +60,13 @@ export interface WarningView {
  */
 export class ReportStore {
   readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #sql: (sql: string) => StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#sql = statementCache(db);
   }
 
-  #sql(sql: string): StatementSync {
-    let stmt = this.#statements.get(sql);
-    if (!stmt) {
-      stmt = this.#db.prepare(sql);
-      this.#statements.set(sql, stmt);
-    }
-    return stmt;
-  }
 
   report(runId: string): GitHubReportRow | undefined {
     const row = this.#sql('SELECT * FROM github_reports WHERE run_id = ?').get(runId) as Record<string, SQLInputValue> | undefined;

@@ -1,6 +1,7 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import type { RunStatus, StageName, StageStatus, Trigger } from '../pipeline/states.ts';
 import type { RunStore, RunView, StageView } from './run-store.ts';
+import { statementCache } from './sql.ts';
 
 /** What lists of runs show: a run without its services' results, read in two queries per page. */
 export type RunSummary = Pick<RunView, 'id' | 'pipeline' | 'commit' | 'subject' | 'author' | 'status' | 'trigger' | 'stages' | 'createdAt' | 'startedAt' | 'finishedAt' | 'error' | 'requestedBy' | 'supersededBy'>;
@@ -38,18 +39,14 @@ export interface RunFilter {
 export class RunQueries {
   readonly #db: DatabaseSync;
   readonly #runs: RunStore;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #sql: (sql: string) => StatementSync;
 
   constructor(db: DatabaseSync, runs: RunStore) {
     this.#db = db;
+    this.#sql = statementCache(db);
     this.#runs = runs;
   }
 
-  #sql(sql: string): StatementSync {
-    let stmt = this.#statements.get(sql);
-    if (!stmt) this.#statements.set(sql, (stmt = this.#db.prepare(sql)));
-    return stmt;
-  }
 
   /**
    * Like list(), as summaries: a page of runs in two queries (runs, then their stages),

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { statementCache } from './sql.ts';
 
 export type SessionProvider = 'github' | 'oidc' | 'token';
 
@@ -30,18 +31,12 @@ function hashOf(id: string): string {
 
 /** Browser sessions. The id given to the browser is 256 random bits; only its hash is kept. */
 export class SessionStore {
-  readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #sql: (sql: string) => StatementSync;
 
   constructor(db: DatabaseSync) {
-    this.#db = db;
+    this.#sql = statementCache(db);
   }
 
-  #sql(sql: string): StatementSync {
-    let stmt = this.#statements.get(sql);
-    if (!stmt) this.#statements.set(sql, (stmt = this.#db.prepare(sql)));
-    return stmt;
-  }
 
   /** Creates a session and returns the id for the cookie (never stored as such). */
   create(s: NewSession, now = Date.now()): string {

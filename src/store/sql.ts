@@ -76,6 +76,19 @@ export class Sql {
   }
 }
 
+/**
+ * Statements prepared once per SQL text, for the stores that hold node:sqlite's handle
+ * themselves (preparing costs more than most of their queries).
+ */
+export function statementCache(db: DatabaseSync): (sql: string) => StatementSync {
+  const statements = new Map<string, StatementSync>();
+  return (sql) => {
+    let stmt = statements.get(sql);
+    if (!stmt) statements.set(sql, (stmt = db.prepare(sql)));
+    return stmt;
+  };
+}
+
 export function text(row: Row, key: string): string {
   const v = row[key];
   if (typeof v !== 'string') throw new TypeError(`column ${key}: expected text, got ${v === null ? 'null' : typeof v}`);
