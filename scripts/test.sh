@@ -7,6 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/provision.sh
 . .tools/env
+# The suite starts bin/deployer hundreds of times; Node's compile cache keeps each start
+# from stripping and compiling the same TypeScript again (~0.25 s of CPU a start here).
+export NODE_COMPILE_CACHE="$root/.tools/compile-cache"
 echo "== typecheck"
 npx tsc --noEmit -p .
 echo "== lint"
