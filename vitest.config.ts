@@ -6,10 +6,11 @@ import LongestFirst from './test/support/longest-first.ts';
  * - fast: pure logic and in-memory ports (test/unit, test/fast). No Docker, no Redis;
  *   files run in parallel; seconds. `scripts/test.sh --project fast` runs only these.
  * - integration: real Redis, git, Docker, registry, swarm, browser (test/integration,
- *   test/hostile and the support smoke test). Three files at a time: they mostly wait on
+ *   test/hostile and the support smoke test). Two files at a time: they mostly wait on
  *   the engine (rollouts, container starts), every file uses its own names, Redis prefix
  *   and ports. One at a time took 15 min before the suite doubled; two at a time, 20.5 min
- *   on a quiet 2-core machine (integration files: 1,309 s of files in 934 s), over CI's 20.
+ *   on a quiet 2-core machine (integration files: 1,309 s of files in 934 s); three at a
+ *   time was no faster (the files are CPU-bound by then: builds, deployer starts).
  * - serial: the files whose point is a timing or a memory figure under a quiet machine
  *   (zero failed requests through Caddy during a rollout, the queue burst, RSS bounds).
  *   They run last, one at a time, with nothing beside them. (The benchmark smoke run
@@ -53,7 +54,7 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts', 'test/hostile/**/*.test.ts', 'test/*.test.ts'],
           exclude: SERIAL,
           sequence: { groupOrder: 1 },
-          maxWorkers: 3,
+          maxWorkers: 2,
           testTimeout: 180_000,
           hookTimeout: 180_000,
         },

@@ -1,4 +1,4 @@
-// Integration files run three at a time; the suite ends when the slowest lane ends. Vitest
+// Integration files run two at a time; the suite ends when the slower lane ends. Vitest
 // orders files by the durations it cached on the previous run, but CI starts from a
 // clean clone with no cache, where it falls back to file size — which put two of the
 // longest files last (measured: 1,156 s of wall time for 1,638 s of files). Starting
