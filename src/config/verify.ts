@@ -170,6 +170,9 @@ function checkUrl(url: string, path: string, issues: ConfigIssue[]): void {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') issues.push({ path, message: 'must be an http:// or https:// URL' });
   // Credentials in the URL would be logged with every verification line.
   if (parsed.username || parsed.password) issues.push({ path, message: 'must not contain credentials' });
+  // Likewise a query string (health endpoints often take a token there): the URL is
+  // logged, stored on the run and shown on its page.
+  if (parsed.search) issues.push({ path, message: 'must not contain a query string (the URL is logged and shown on every run); verify a path instead' });
 }
 
 function positiveDuration(value: unknown, fallback: number, path: string, issues: ConfigIssue[]): number {

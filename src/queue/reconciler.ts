@@ -60,6 +60,8 @@ export class Reconciler {
   #pruning: Promise<void> | undefined;
   #stopping = false;
   #legacyAdopted = false;
+  /** Runs whose job an old release's worker still holds in its queue: not judged missing. */
+  #heldByOldRelease = new Set<string>();
 
   constructor(opts: { store: RunStore; queues: RunQueues; admission: Admission; config: Config; log: Logger }) {
     this.#store = opts.store;
@@ -119,14 +121,18 @@ export class Reconciler {
   async reconcile(opts: { graceMs?: number } = {}): Promise<void> {
     const graceMs = opts.graceMs ?? 10_000;
     if (!this.#legacyAdopted) {
-      // Once per start, before any run is judged by its job: an upgrade from a release
-      // with the old queue names leaves live jobs there (see RunQueues.adoptLegacy).
-      const adopted = await this.#queues.adoptLegacy((id) => {
+      // Before any run is judged by its job: an upgrade from a release with the old queue
+      // names leaves live jobs there (see RunQueues.adoptLegacy). Done once nothing of
+      // ours is still held there by an old worker.
+      const { moved, held } = await this.#queues.adoptLegacy((id) => {
         const run = this.#store.getRun(id);
-        return run?.status === 'queued' || run?.status === 'running' ? run.attempts : undefined;
+        if (!run) return 'unknown';
+        return run.status === 'queued' || run.status === 'running' ? run.attempts : 'ended';
       });
-      if (adopted.length > 0) this.#log.warn({ runs: adopted }, 'moved runs queued by an older release to this release\'s queue');
-      this.#legacyAdopted = true;
+      if (moved.length > 0) this.#log.warn({ runs: moved }, 'moved runs queued by an older release to this release\'s queue');
+      this.#heldByOldRelease = new Set(held);
+      if (held.length === 0) this.#legacyAdopted = true;
+      else this.#log.warn({ runs: held }, 'runs queued by an older release are still held by its workers; moving them once they let go');
     }
     for (const run of this.#store.runsWithStatus(['queued', 'running'])) {
       if (!this.#config.pipelines.some((p) => p.name === run.pipeline)) {
@@ -135,6 +141,7 @@ export class Reconciler {
       }
       // A run created this instant may not be enqueued yet by submit().
       if (run.status === 'queued' && Date.now() - Date.parse(run.createdAt) < graceMs) continue;
+      if (this.#heldByOldRelease.has(run.id)) continue;
       const { state, failedReason } = await this.#queues.jobState(run.pipeline, run.id);
       // The list above is a snapshot, and every await lets pushes, rebuilds and cancels
       // run: a run superseded or cancelled meanwhile has no job either (that is how they

@@ -126,34 +126,45 @@ export class RunQueues {
    * Releases before the fingerprinted queue names (issue #10) queued every run of a
    * pipeline in `pipeline-<name>`. After an upgrade nothing serves those queues, and a
    * run parked or interrupted there by the old release's shutdown would end "its job is
-   * no longer in the queue". Moves each job whose run is still live to this release's
-   * queue (same job id: a waiting push still runs; a started run continues as its next
-   * attempt, which the lifecycle lets take over from the old worker's) and removes the
-   * old queue. `attempts(runId)`: undefined when the run has ended, else how many
-   * attempts it has started. Returns the run ids moved.
+   * no longer in the queue". Moves each job of a run this store still has live to this
+   * release's queue (same job id: a waiting push still runs; a started run continues as
+   * its next attempt, which the lifecycle lets take over from the old worker's), removes
+   * the jobs of runs it has ended, and leaves alone what is not its own (another deployer
+   * on the same prefix, still on the old release, may serve that queue) and any job an
+   * old worker still holds (its lock is alive: moving it would deploy twice at once).
+   * `runOf(runId)`: 'unknown' when the store has no such run, 'ended', or the attempts
+   * it has started. Returns the run ids moved and those of ours an old worker still
+   * holds (call again later).
    */
-  async adoptLegacy(attempts: (runId: string) => number | undefined): Promise<string[]> {
-    const adopted: string[] = [];
+  async adoptLegacy(runOf: (runId: string) => number | 'ended' | 'unknown'): Promise<{ moved: string[]; held: string[] }> {
+    const moved: string[] = [];
+    const held: string[] = [];
     for (const pipeline of this.#queues.keys()) {
-      const legacy = new Queue<RunJobData>(`pipeline-${pipeline}`, { connection: this.#connection, prefix: this.#prefix });
+      const name = `pipeline-${pipeline}`;
+      const legacy = new Queue<RunJobData>(name, { connection: this.#connection, prefix: this.#prefix });
       legacy.on('error', () => undefined);
       try {
         const jobs = await this.#bounded(() => legacy.getJobs(['wait', 'active', 'delayed', 'prioritized']), 'Redis did not answer');
-        if (jobs.length === 0) continue;
         for (const job of jobs) {
           const runId = job?.data?.runId;
-          const started = typeof runId === 'string' ? attempts(runId) : undefined;
-          if (started === undefined) continue;
-          await this.enqueue({ ...job.data, pipeline, ...(started > 0 ? { attempt: started + 1 } : {}) });
-          adopted.push(runId);
+          const run = typeof runId === 'string' ? runOf(runId) : 'unknown';
+          if (run === 'unknown' || !job.id) continue;
+          const locked = (await this.#bounded(() => this.#connection.exists(`${this.#prefix}:${name}:${job.id}:lock`), 'Redis did not answer')) > 0;
+          if (locked) {
+            if (run !== 'ended') held.push(runId);
+            continue;
+          }
+          if (run !== 'ended') {
+            await this.enqueue({ ...job.data, pipeline, ...(run > 0 ? { attempt: run + 1 } : {}) });
+            moved.push(runId);
+          }
+          await this.#bounded(() => job.remove(), 'Redis did not answer');
         }
-        // force: the old release's worker may have left a job active (its lock expires unseen).
-        await this.#bounded(() => legacy.obliterate({ force: true }), 'Redis did not answer');
       } finally {
         await withTimeout(legacy.close(), 2000, 'queue close').catch(() => undefined);
       }
     }
-    return adopted;
+    return { moved, held };
   }
 
   /**

@@ -50,7 +50,7 @@ describe('a run queued by a release with the old queue names (real Redis, engine
     await world?.dispose();
   });
 
-  it('is moved to this release\'s queue at start and deploys; the old queue is removed', async () => {
+  it('is moved to this release\'s queue once no old worker holds it, and deploys; another deployer\'s job stays', async () => {
     // The old release's side: the store knows the run, the job sits in the old queue.
     const first = await startDaemon(config, { http: true, worker: false, port: 0 });
     daemons.push(first);
@@ -68,6 +68,13 @@ describe('a run queued by a release with the old queue names (real Redis, engine
       await first.close();
       await (await current.getJob(runId))!.remove();
       await legacy.add('run', { runId, pipeline: 'site', commit: sha }, { jobId: runId });
+      // An old worker still holds it for a few more seconds (its lock): moving it now
+      // would deploy twice at once, so it must wait for the lock to go.
+      const lockMs = 5_000;
+      await redis.set(`${config.redisPrefix}:pipeline-site:${runId}:lock`, 'old-worker-token', 'PX', lockMs);
+      const lockGone = Date.now() + lockMs;
+      // Another deployer on this prefix, still on the old release, queued a run of its own.
+      await legacy.add('run', { runId: 'another-deployers-run', pipeline: 'site', commit: sha }, { jobId: 'another-deployers-run' });
 
       // The new release starts (store owner and worker): the run deploys.
       const second = await startDaemon(config, { http: true, worker: true, port: 0 });
@@ -75,7 +82,10 @@ describe('a run queued by a release with the old queue names (real Redis, engine
       const run = await waitForRun(second.url!, runId, 120_000);
       expect(run, await runLog(second.url!, runId)).toMatchObject({ status: 'succeeded', commit: sha });
       await waitForContent(world.services[0]!, 'queued before the upgrade\n', 30_000);
-      expect(await legacy.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed')).toEqual({ wait: 0, active: 0, delayed: 0, completed: 0, failed: 0 });
+      expect(Date.parse(run.stages[0].startedAt)).toBeGreaterThanOrEqual(lockGone - 50);
+      // Ours moved; the other deployer's left where its workers look for it.
+      expect(await legacy.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed')).toEqual({ wait: 1, active: 0, delayed: 0, completed: 0, failed: 0 });
+      expect((await legacy.getJob('another-deployers-run'))?.data).toMatchObject({ runId: 'another-deployers-run' });
       const runs = (await (await fetch(`${second.url}/api/pipelines/site/runs`, AUTH)).json()).runs as { id: string }[];
       expect(runs.map((r) => r.id)).toEqual([runId]);
     } finally {

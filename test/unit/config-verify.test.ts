@@ -94,6 +94,7 @@ describe('config: verified deploys (deploy.verify, deploy.probe, onFailure, rete
 
   it('refuses credentials in URLs (they would be logged) and an interval longer than the timeout', () => {
     expect(issuesOf(base('    deploy: { verify: { url: "https://u:p@ocaml.org/", expect: { status: 200 } } }'))).toContainEqual({ path: 'pipelines[0].deploy.verify.url', message: 'must not contain credentials' });
+    expect(issuesOf(base('    deploy: { verify: { url: "https://ocaml.org/health?token=abc", expect: { status: 200 } } }'))).toContainEqual({ path: 'pipelines[0].deploy.verify.url', message: 'must not contain a query string (the URL is logged and shown on every run); verify a path instead' });
     expect(issuesOf(base('    deploy: { verify: { url: "https://ocaml.org/", expect: { status: 200 }, timeout: 2s, interval: 5s } }')).map((i) => i.path)).toEqual(['pipelines[0].deploy.verify.interval']);
   });
 
