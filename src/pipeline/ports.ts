@@ -155,22 +155,33 @@ export interface VerifyResult {
   elapsedMs: number;
 }
 
-/** The downtime probe's figures, recorded on the run as `probe: { sent, failed, p50Ms, p99Ms, longestGapMs, … }`. */
+/** The downtime probe's figures, recorded on the run as `probe: { sent, failed, p50Ms, p99Ms, longestGapMs, … }` (issue #15). */
 export interface ProbeResult {
   url: string;
+  /** When the first request was due (ISO). */
   startedAt: string;
   sent: number;
+  /** No answer, no answer in time, or a 5xx. */
   failed: number;
+  /** Latency percentiles of the answered, not failed, requests (whole body read). */
   p50Ms: number;
   p99Ms: number;
+  /**
+   * The longest time nobody got a good answer: between two good answers (by when they
+   * arrived), or from the start to the first, or from the last to the end.
+   */
   longestGapMs: number;
   durationMs: number;
+  /** The first failures, for the log (all are counted in `failed`). */
   failures: { atMs: number; what: string }[];
 }
 
 export interface CheckedRollout<T> {
+  /** What the rollout itself returned. */
   value: T;
+  /** `probe` for the run, when configured. */
   probe?: ProbeResult;
+  /** `verify: { ok, detail, … }` for the run, when configured and the rollout succeeded. */
   verify?: VerifyResult;
   /** Why the deploy must be rolled back although swarm converged; undefined if it need not be. */
   failure?: string;

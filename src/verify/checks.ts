@@ -1,6 +1,6 @@
 import type { EdgeVerifySettings, ProbeSettings } from '../config/verify.ts';
 import type { LineSink } from '../pipeline/events.ts';
-import type { EdgeCheckPort } from '../pipeline/ports.ts';
+import type { CheckedRollout, EdgeCheckPort } from '../pipeline/ports.ts';
 import { verifyEdge, type EdgeVerifyResult } from './edge.ts';
 import { realClock, type Clock, type Fetch } from './http.ts';
 import { describeProbe, probeFailure, startProbe, type ProbeResult } from './probe.ts';
@@ -13,16 +13,7 @@ import { describeProbe, probeFailure, startProbe, type ProbeResult } from './pro
  */
 export const PROBE_TAIL_MS = 3_000;
 
-export interface RolloutChecks<T> {
-  /** What the rollout itself returned. */
-  value: T;
-  /** `probe: { sent, failed, p50Ms, p99Ms, longestGapMs, … }` for the run, when configured. */
-  probe?: ProbeResult;
-  /** `verify: { ok, detail, … }` for the run, when configured and the rollout succeeded. */
-  verify?: EdgeVerifyResult;
-  /** Why the deploy must be rolled back although swarm converged; undefined if it need not be. */
-  failure?: string;
-}
+export type RolloutChecks<T> = CheckedRollout<T>;
 
 export interface RolloutCheckRequest<T> {
   probe: ProbeSettings | undefined;

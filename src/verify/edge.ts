@@ -1,18 +1,10 @@
 import type { EdgeVerifySettings } from '../config/verify.ts';
 import type { LineSink } from '../pipeline/events.ts';
+import type { VerifyResult } from '../pipeline/ports.ts';
 import { describeFetchError, formatMs, realClock, type Clock, type Fetch } from './http.ts';
 
-/** What the run records: `verify: { ok, detail }` in its JSON (issue #15's contract). */
-export interface EdgeVerifyResult {
-  ok: boolean;
-  /** One line: what the edge served, e.g. "served by the proxy: old revision 0a1b2c3d4e5f (X-Revision)". */
-  detail: string;
-  /** The commit that was expected. */
-  commit: string;
-  url: string;
-  requests: number;
-  elapsedMs: number;
-}
+/** What the run records as `verify: { ok, detail, … }` (issue #15's contract): the port's type. */
+export type EdgeVerifyResult = VerifyResult;
 
 export interface EdgeVerifyRequest {
   settings: EdgeVerifySettings;

@@ -1,26 +1,8 @@
 import type { ProbeSettings } from '../config/verify.ts';
+import type { ProbeResult } from '../pipeline/ports.ts';
 import { describeFetchError, realClock, type Clock, type Fetch } from './http.ts';
 
-/** What the run records: `probe: { sent, failed, p50Ms, p99Ms, longestGapMs }` (issue #15's contract), and more. */
-export interface ProbeResult {
-  url: string;
-  /** When the first request was due (ISO). */
-  startedAt: string;
-  sent: number;
-  /** No answer, no answer in time, or a 5xx. */
-  failed: number;
-  /** Latency percentiles of the answered, not failed, requests (whole body read). */
-  p50Ms: number;
-  p99Ms: number;
-  /**
-   * The longest time nobody got a good answer: between two good answers (by when they
-   * arrived), or from the start to the first, or from the last to the end.
-   */
-  longestGapMs: number;
-  durationMs: number;
-  /** The first failures, for the log (all are counted in `failed`). */
-  failures: { atMs: number; what: string }[];
-}
+export type { ProbeResult };
 
 /** One request: sent and answered on the probe's clock (ms since its start). */
 export interface ProbeSample {
