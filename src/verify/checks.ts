@@ -3,7 +3,7 @@ import type { LineSink } from '../pipeline/events.ts';
 import type { CheckedRollout, EdgeCheckPort } from '../pipeline/ports.ts';
 import { verifyEdge, type EdgeVerifyResult } from './edge.ts';
 import { realClock, type Clock, type Fetch } from './http.ts';
-import { describeProbe, probeFailure, startProbe, type ProbeResult } from './probe.ts';
+import { describeProbe, probeFailure, startProbe } from './probe.ts';
 
 /**
  * The probe keeps running this long after the rollout converged: swarm reports an
