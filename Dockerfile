@@ -69,6 +69,8 @@ CMD ["serve", "--config", "/etc/deployer/deployer.yaml"]
 ARG BASE_IMAGE
 ARG SOURCE_COMMIT=unknown
 ARG VERSION=unknown
+# /healthz says which commit answers (a self-deploy checks its successor is the new one).
+ENV DEPLOYER_REVISION=${SOURCE_COMMIT}
 LABEL org.opencontainers.image.title="deployer" \
       org.opencontainers.image.description="Continuous deployment daemon: GitHub push -> build -> registry -> Docker swarm, with the truth about every rollout" \
       org.opencontainers.image.licenses="MIT" \

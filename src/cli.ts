@@ -97,6 +97,10 @@ if (import.meta.main) {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
+      // Done: what still holds the event loop 2 s later (a self-deploy's watch handed to
+      // the successor, a socket a library forgot) must not keep a stopped deployer alive
+      // until swarm kills it.
+      setTimeout(() => process.exit(code), 2000).unref();
     },
     (err) => {
       process.stderr.write(`deployer: ${(err as Error).stack ?? err}\n`);

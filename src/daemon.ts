@@ -4,6 +4,7 @@ import type { Config } from './config/types.ts';
 import { DockerBuilder } from './docker/build.ts';
 import { createDocker } from './docker/client.ts';
 import { SwarmInspector } from './docker/inspector.ts';
+import { DockerSelf } from './docker/self.ts';
 import { DockerPusher } from './docker/push.ts';
 import { RoutingDeployer } from './docker/routing-deployer.ts';
 import { GitSource } from './git/source.ts';
@@ -14,6 +15,7 @@ import { ControlPublisher } from './queue/control.ts';
 import { EventConsumer, eventStreamKey } from './queue/event-bus.ts';
 import { FollowUps } from './queue/follow-ups.ts';
 import { InstanceRegistry } from './queue/instances.ts';
+import { OwnerLease } from './queue/owner-lease.ts';
 import { BranchPoller } from './queue/poller.ts';
 import { connectRedis, waitUntilReady } from './queue/redis.ts';
 import { RunQueues } from './queue/run-queue.ts';
@@ -54,6 +56,8 @@ export interface Daemon {
   events: EventConsumer | undefined;
   /** The store owner's side of the queue (HTTP process only): reconcile and retention can be run by hand. */
   scheduler: Scheduler | undefined;
+  /** Whether this process owns its store now (HTTP process only): see queue/owner-lease.ts. */
+  ownership: OwnerLease | undefined;
   url: string | undefined;
   close(): Promise<void>;
 }
@@ -67,6 +71,7 @@ export function realPorts(config: Config): RunPorts {
     pusher: new DockerPusher(docker, config.registries),
     deployer: new RoutingDeployer(config),
     checks: edgeChecks,
+    self: new DockerSelf(docker),
   };
 }
 
@@ -103,6 +108,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
   let integrations: Integrations | undefined;
   let consumer: EventConsumer | undefined;
   let scheduler: Scheduler | undefined;
+  let ownership: OwnerLease | undefined;
   let url: string | undefined;
   if (opts.http) {
     const s = new RunStore(openDatabase(join(config.dataDir, 'deployer.db')));
@@ -146,7 +152,34 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     s.onApplied((events) => reports.applied(events));
     const followUps = new FollowUps({ store: s, config, submit: (runs) => sched.submit(runs), log: logger });
     s.onApplied((events) => followUps.applied(events));
-    consumer.start();
+    const c = consumer;
+    // What only one process per store may do; the others (a start-first successor
+    // waiting for its predecessor to stop) serve HTTP and webhooks meanwhile.
+    const leaseRedis = redis.connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
+    const leaseReady = waitUntilReady(leaseRedis, 3000);
+    const lease = new OwnerLease({
+      redis: leaseRedis,
+      prefix: config.redisPrefix,
+      storeId: s.id,
+      log: logger,
+      duties: {
+        start() {
+          c.start();
+          sched.start();
+          targets.start();
+          poller.start();
+          drift.start();
+        },
+        async stop() {
+          poller.stop();
+          await drift.stop();
+          await targets.stop();
+          await sched.stop();
+          await c.stop();
+        },
+      },
+    });
+    ownership = lease;
     const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
     app = await buildApp({
       config,
@@ -158,30 +191,27 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       targets,
       logger,
       integrations: reports,
+      ownership: () => (lease.held ? 'owner' : 'standby'),
       health: [
         { name: 'redis', check: async () => void (await producer.ping()) },
         { name: 'store', check: async () => s.ping() },
         { name: 'docker', check: async () => void (await docker.ping()) },
       ],
     });
-    sched.start();
-    targets.start();
-    closers.push(() => targets.stop());
-    poller.start();
-    drift.start();
     reports.start();
     outbound.start();
     await producerReady;
+    // One try before listening (a lone deployer owns its store from the first request),
+    // then in the background.
+    await leaseReady;
+    await lease.start();
     await app.listen({ host: config.listen.host, port: opts.port ?? config.listen.port });
     const addr = app.server.address();
     url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;
-    const c = consumer;
     closers.unshift(async () => {
       await app!.close();
-      poller.stop();
-      await drift.stop();
-      await sched.stop();
-      await c.stop();
+      // Before the rest closes: a successor takes the store over at once.
+      await lease.close();
       reports.stop();
       await outbound.close();
       await queues.close();
@@ -197,6 +227,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     worker,
     events: consumer,
     scheduler,
+    ownership,
     url,
     async close() {
       for (const c of closers) await c().catch((err: unknown) => logger.warn({ err }, 'error while closing'));

@@ -99,6 +99,8 @@ export interface HostEnvironment {
   path: string;
   home: string;
   sshAuthSock: string | undefined;
+  /** The commit the running image was built from (DEPLOYER_REVISION), when known. */
+  revision: string | undefined;
 }
 
 export interface Config {

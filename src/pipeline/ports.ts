@@ -211,6 +211,22 @@ export interface RunPorts {
   deployer: DeployPort;
   /** Needed by pipelines with deploy.verify or deploy.probe (the daemon always gives it). */
   checks?: EdgeCheckPort;
+  /** Which swarm task this process is: a deploy of its own service hands over (docs/architecture.md, "Self-deploy"). */
+  self?: SelfPort;
+}
+
+/** The swarm task a process runs as. */
+export interface SelfIdentity {
+  service: string;
+  task: string;
+  container: string;
+  /** The image the task runs, as swarm wrote it in the spec (`repo:tag@sha256:…` when pinned). */
+  image: string;
+}
+
+export interface SelfPort {
+  /** Undefined outside a swarm task. */
+  identity(): Promise<SelfIdentity | undefined>;
 }
 
 export interface BranchHeadPort {

@@ -49,6 +49,12 @@ export interface RunCheckpoint {
   /** Set once the deploy began: a retry then watches the rollout instead of updating blindly. */
   deployStartedAt?: string;
   servicesDone: string[];
+  /**
+   * The deployer's own service, when this deploy updates it: the worker updating it is
+   * replaced by the update, so on its way out it hands the run to its successor
+   * (WorkerHost.close), which watches the rollout to its end and records it.
+   */
+  selfService?: string;
 }
 
 export interface CheckpointPort {

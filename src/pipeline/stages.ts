@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
-import { DeployerError, PermanentError } from '../lib/errors.ts';
+import { DeployerError, PermanentError, errorMessage } from '../lib/errors.ts';
 import { servicesToRestore } from './fleet-journal.ts';
-import type { ServiceDeployResult } from './ports.ts';
+import type { SelfIdentity, ServiceDeployResult } from './ports.ts';
 import { emit, logTo, now, type RunCheckpoint, type RunContext } from './run-context.ts';
 import type { StageName } from './states.ts';
 
@@ -95,7 +95,8 @@ export const deployStage: StageBody = async (ctx, signal) => {
     return { service, endpoint: t.docker, owner: { instance: job.instance, pipeline: pipeline.name }, registry: pipeline.registry, settings: pipeline.deploy, signal, log };
   };
   /** Puts back every service this run (or a killed attempt of it) updated, but `except`, newest first. */
-  const restoreOthers = async (except: string, why: string): Promise<void> => {
+  const restoreOthers = async (except: string, why: string): Promise<boolean> => {
+    let all = true;
     const entries = journal ? servicesToRestore(await journal.entries(runId), except) : updated.filter((u) => u.service !== except && u.previousImage).reverse().map((u) => ({ service: u.service, previousImage: u.previousImage }));
     for (const done of entries) {
       if (!done.previousImage) continue;
@@ -103,13 +104,27 @@ export const deployStage: StageBody = async (ctx, signal) => {
       const restored = await ctx.deps.ports.deployer.restore({ ...target(done.service), image: done.previousImage });
       emit(ctx, { type: 'service.result', runId, at: now(), result: restored });
       await journal?.mark(runId, done.service, restored.outcome === 'failed' ? 'restore_failed' : 'restored');
+      if (restored.outcome === 'failed') all = false;
     }
+    return all;
   };
-  /** The rollout of every service: an error message when one did not end on the new image. */
+  /**
+   * The rollout of every service: an error message when one did not end on the new
+   * image. Set when swarm rolled the failing service back and every other one was put
+   * back too: the run then ends rolled_back (the previous version serves), not failed.
+   */
+  let swarmRolledBack = false;
   const rollout = async (): Promise<string | undefined> => {
     for (const service of pipeline.services) {
       if (cp.servicesDone.includes(service)) continue;
       log(watching ? `resuming: watching ${service} roll out ${ctx.imageRef}` : `updating service ${service} to ${ctx.imageRef}`);
+      const self = await selfIdentity(ctx);
+      if (self?.service === service && cp.selfService !== service) {
+        // Said before the update: swarm may stop this process any moment after it.
+        cp.selfService = service;
+        await ctx.deps.checkpoints.save(runId, cp);
+        log(`${service} is the deployer's own service (this process is its task ${self.task.slice(0, 12)}): when swarm replaces this task, the new one takes this run over, checks it is the new version, and records the outcome`);
+      }
       const result = await ctx.deps.ports.deployer.deploy({
         ...target(service),
         image: ctx.imageRef,
@@ -122,9 +137,12 @@ export const deployStage: StageBody = async (ctx, signal) => {
         // This one rolled itself back (or could not): it is not restored again.
         await journal?.mark(runId, service, result.outcome === 'failed' ? 'restore_failed' : 'restored');
         // Never leave the fleet serving a mix: bring back the ones already updated.
-        await restoreOthers(service, 'so all services serve the same version');
+        const restored = await restoreOthers(service, 'so all services serve the same version');
+        // Without a journal, a resumed attempt cannot know what a killed one updated.
+        swarmRolledBack = result.outcome === 'rolled_back' && restored && (journal !== undefined || !watching);
         return `${service} ${result.outcome.replace('_', ' ')}: ${result.message}`;
       }
+      if (self?.service === service) await checkSelf(ctx, service, log);
       updated.push(result);
       await journal?.mark(runId, service, 'updated');
       cp.servicesDone.push(service);
@@ -138,12 +156,12 @@ export const deployStage: StageBody = async (ctx, signal) => {
   if ((verify || probe) && !checker) throw new PermanentError('deploy_failed', 'deploy.verify/deploy.probe are configured, but this worker has no edge checker');
   if (!checker || pipeline.services.length === 0) {
     const failure = await rollout();
-    if (failure) throw new DeployerError('deploy_failed', failure);
+    if (failure) throw new DeployerError(swarmRolledBack ? 'deploy_rolled_back' : 'deploy_failed', failure);
   } else {
     const previousCommit = job.recordedCommit && job.recordedCommit !== ctx.commit ? job.recordedCommit : undefined;
     const checked = await checker.checkedRollout({ probe, verify, commit: ctx.commit, previousCommit, rollout, converged: (failure) => failure === undefined, log });
     if (checked.probe || checked.verify) emit(ctx, { type: 'deploy.checks', runId, at: now(), ...(checked.probe ? { probe: checked.probe } : {}), ...(checked.verify ? { verify: checked.verify } : {}) });
-    if (checked.value) throw new DeployerError('deploy_failed', checked.value);
+    if (checked.value) throw new DeployerError(swarmRolledBack ? 'deploy_rolled_back' : 'deploy_failed', checked.value);
     if (checked.failure) {
       await restoreOthers('', 'because users did not get the new version');
       let edge = '';
@@ -162,5 +180,27 @@ export const deployStage: StageBody = async (ctx, signal) => {
     emit(ctx, { type: 'deployed', runId, service, image: ctx.imageRef, digest: ctx.digest, commit: ctx.commit, at: now() });
   }
 };
+
+/** The swarm task this worker runs as (undefined when it is none, or the engine does not say). */
+async function selfIdentity(ctx: RunContext): Promise<SelfIdentity | undefined> {
+  return ctx.deps.ports.self?.identity().catch((err: unknown) => {
+    logTo(ctx, 'deploy')(`warning: could not tell whether this worker runs as a swarm task: ${errorMessage(err)}`);
+    return undefined;
+  });
+}
+
+/**
+ * The deployer's own service converged on the new image: this process must be one of
+ * its new tasks (the old one handed the run over when swarm stopped it). If it is not,
+ * the service says "updated" while the deployer that answers is not the new version.
+ */
+async function checkSelf(ctx: RunContext, service: string, log: (line: string) => void): Promise<void> {
+  const me = await ctx.deps.ports.self!.identity();
+  const digest = me?.image.split('@')[1];
+  if (me?.service !== service || digest !== ctx.digest) {
+    throw new DeployerError('deploy_failed', `${service} converged on ${ctx.digest}, but this deployer (task ${me?.task.slice(0, 12) ?? '?'}) runs ${digest ?? me?.image ?? 'an unknown image'}: the new version is not the one running`);
+  }
+  log(`this deployer is task ${me.task.slice(0, 12)} of ${service}, running ${digest}: the new version took over`);
+}
 
 export const STAGES: Record<StageName, StageBody> = { fetch: fetchStage, build: buildStage, push: pushStage, deploy: deployStage };

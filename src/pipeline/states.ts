@@ -5,8 +5,11 @@
  * move a finished run back to life.
  */
 /**
- * rolled_back: the deploy converged but users did not get the new commit (edge
- * verification or the probe said so), and the deployer put the previous image back.
+ * rolled_back: the new version was taken back and the previous one serves again: swarm
+ * rolled the failing service back (its tasks failed or never became healthy) and every
+ * other service of the run was put back too, or the deploy converged but users did not
+ * get the new commit (edge verification or the probe said so) and the deployer put the
+ * previous image back. A deploy that timed out, or whose rollback failed, is `failed`.
  */
 export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'superseded', 'rolled_back'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];

@@ -73,6 +73,8 @@ export class Reconciler {
 
   /** Reconciles now and then every `intervalMs`; applies retention now and hourly. */
   start(intervalMs = 15_000): void {
+    // Started again after a stop when store ownership comes back (queue/owner-lease.ts).
+    this.#stopping = false;
     const tick = () => {
       this.#reconciling ??= this.reconcile()
         .catch((err: unknown) => this.#log.warn({ err }, 'reconcile failed'))

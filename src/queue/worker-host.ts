@@ -5,8 +5,9 @@ import type { Logger } from 'pino';
 import type { Config, PipelineConfig } from '../config/types.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import { StopRequest } from '../pipeline/cancel.ts';
+import type { FleetJournalPort } from '../pipeline/fleet-journal.ts';
 import type { RunPorts } from '../pipeline/ports.ts';
-import { endWithoutRunning, executeRun, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
+import { endWithoutRunning, executeRun, type CheckpointPort, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
 import { RedisCheckpoints, RedisFleetJournal } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
 import { StreamReporter } from './event-bus.ts';
@@ -16,6 +17,20 @@ import { ServingCommits } from './serving.ts';
 
 /** How long a graceful shutdown waits for a deploy that is being watched. */
 const SHUTDOWN_DEPLOY_WAIT_MS = 120_000;
+
+/** A job this process is running. */
+interface Active {
+  controller: AbortController;
+  job: Job<RunJobData, RunOutcome>;
+  token: string | undefined;
+  queue: PipelineQueues;
+  reporter: StreamReporter;
+  attempt: number;
+  /** Handed to a successor (a self-deploy): this execution must change nothing more. */
+  detached: boolean;
+  /** Settles when the processor is done with the job. */
+  done: Promise<unknown>;
+}
 
 /** One pipeline's queues as this worker sees them. */
 interface PipelineQueues {
@@ -53,7 +68,7 @@ export class WorkerHost {
   readonly #serving: ServingCommits;
   readonly #journal: RedisFleetJournal;
   readonly #control: ControlSubscriber;
-  readonly #active = new Map<string, AbortController>();
+  readonly #active = new Map<string, Active>();
   readonly #queues = new Map<string, PipelineQueues>();
   #slots: number;
   #closing = false;
@@ -128,7 +143,7 @@ export class WorkerHost {
   }
 
   #stop(msg: StopMessage): void {
-    const controller = this.#active.get(msg.runId);
+    const controller = this.#active.get(msg.runId)?.controller;
     if (!controller) return;
     this.#log.info({ run: msg.runId, kind: msg.kind }, 'stop requested');
     controller.abort(new StopRequest(msg.kind, msg.message, msg.supersededBy));
@@ -150,7 +165,26 @@ export class WorkerHost {
       return finishUnstarted({ status: 'failed', error: `pipeline ${job.data.pipeline} is not configured like this on worker ${this.#id}`, reported: true });
     }
     const controller = new AbortController();
-    this.#active.set(runId, controller);
+    let finished!: () => void;
+    const active: Active = {
+      controller, job, token, queue: q, reporter, detached: false,
+      attempt: (job.data.attempt ?? 1) + (job.stalledCounter ?? 0),
+      done: new Promise<void>((r) => (finished = r)),
+    };
+    this.#active.set(runId, active);
+    // Once the run is handed to a successor, this execution leaves its checkpoint and
+    // journal as they are (the successor reads them); its events are stale by then.
+    const checkpoints: CheckpointPort = {
+      load: (id) => this.#checkpoints.load(id),
+      save: async (id, cp) => void (active.detached || (await this.#checkpoints.save(id, cp))),
+      clear: async (id) => void (active.detached || (await this.#checkpoints.clear(id))),
+    };
+    const journal: FleetJournalPort = {
+      begin: (id, service, previous) => this.#journal.begin(id, service, previous),
+      mark: async (id, service, state) => void (active.detached || (await this.#journal.mark(id, service, state))),
+      entries: (id) => this.#journal.entries(id),
+      clear: async (id) => void (active.detached || (await this.#journal.clear(id))),
+    };
     try {
       // Latest request wins, here too: the store supersedes older waiting runs when a
       // newer one is queued, but under a storm of requests that lags behind the worker.
@@ -187,11 +221,16 @@ export class WorkerHost {
           ports: this.#ports,
           report: reporter,
           stop: controller.signal,
-          checkpoints: this.#checkpoints,
+          checkpoints,
           serving: { load: () => this.#serving.load(q.run) },
-          journal: this.#journal,
+          journal,
           handoff: { handOff: (j) => this.#handOff(q, job.data, j.attempt) },
         });
+        if (active.detached) {
+          // Its successor has the job (moved by #handOverSelfDeploy): nothing to complete here.
+          log.info({ status: outcome.status }, 'handed-over execution ended; its outcome is the successor\'s to record');
+          throw new DelayedError();
+        }
         log.info({ status: outcome.status, error: outcome.error }, 'run finished');
         if (outcome.status === 'succeeded' && outcome.commit) {
           await this.#serving.record(q.run, { commit: outcome.commit, runId }).catch((err: unknown) => log.warn({ err }, 'could not record what serves'));
@@ -212,6 +251,7 @@ export class WorkerHost {
       }
     } finally {
       this.#active.delete(runId);
+      finished();
     }
   }
 
@@ -226,6 +266,35 @@ export class WorkerHost {
   async #handOff(q: PipelineQueues, data: RunJobData, attempt: number): Promise<void> {
     const { phase: _phase, attempt: _attempt, ...rest } = data;
     await q.deployQueue.add('deploy', { ...rest, phase: 'deploy', attempt }, { jobId: data.runId, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } });
+  }
+
+  /**
+   * Hands a run that is deploying this deployer's own service (its checkpoint says so)
+   * to the successor: the run says so, and its job goes where a worker that deploys
+   * takes it (the deploy queue, phase deploy) with the checkpoint intact. The new task
+   * resumes watching the rollout, checks it runs the new image, and records the outcome.
+   * If moving the job fails, the lock lapses and BullMQ's stall check hands it on anyway.
+   */
+  async #handOverSelfDeploy(runId: string, a: Active): Promise<boolean> {
+    const cp = await this.#checkpoints.load(runId).catch(() => undefined);
+    if (!cp?.selfService || !cp.deployStartedAt) return false;
+    a.detached = true;
+    const log = this.#log.child({ run: runId, pipeline: a.queue.pipeline.name });
+    try {
+      a.reporter.emit({ type: 'run.handoff', runId, at: new Date().toISOString(), reason: `this worker (${this.#id}) is stopping while it deploys the deployer's own service ${cp.selfService}: the new task takes the run over` });
+      await a.reporter.flush();
+      if (a.job.data.phase === 'deploy') {
+        await a.job.updateData({ ...a.job.data, attempt: a.attempt });
+        await a.job.moveToDelayed(Date.now(), a.token);
+      } else {
+        await this.#handOff(a.queue, a.job.data, a.attempt);
+        await a.job.moveToCompleted({ status: 'handed_off', reported: true }, a.token ?? '', false);
+      }
+      log.info({ service: cp.selfService }, 'self-deploy handed over to the successor');
+    } catch (err) {
+      log.warn({ err }, 'could not hand the self-deploy over; it is taken over once this worker\'s lock lapses');
+    }
+    return true;
   }
 
   /** Takes a run slot; when the last one is taken, stops fetching jobs until one frees. */
@@ -248,15 +317,26 @@ export class WorkerHost {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#roles.catch(() => undefined);
-    const closing = this.#workers.map((w) => w.close());
-    for (const [runId, controller] of this.#active) {
+    // No new jobs from here on; the active ones are dealt with below.
+    await Promise.all(this.#workers.map((w) => w.pause(true).catch(() => undefined)));
+    // A deploy of this deployer's own service is what stops this process: waiting for
+    // it would wait for our own replacement. Its successor takes it over.
+    const handedOver = (await Promise.all([...this.#active.entries()].map(([runId, a]) => this.#handOverSelfDeploy(runId, a)))).some(Boolean);
+    for (const [runId, a] of this.#active) {
+      if (a.detached) continue;
       this.#log.info({ run: runId }, 'parking run for shutdown');
-      controller.abort(new StopRequest('shutdown', 'the worker is shutting down; the run resumes on the next start'));
+      a.controller.abort(new StopRequest('shutdown', 'the worker is shutting down; the run resumes on the next start'));
     }
-    await withTimeout(Promise.all(closing), SHUTDOWN_DEPLOY_WAIT_MS, 'workers did not stop').catch((err: unknown) => {
-      this.#log.warn({ err }, 'forcing worker shutdown');
-      return Promise.all(this.#workers.map((w) => w.close(true)));
-    });
+    const rest = [...this.#active.values()].filter((a) => !a.detached).map((a) => a.done);
+    const inTime = await withTimeout(Promise.all(rest), SHUTDOWN_DEPLOY_WAIT_MS, 'workers did not stop').then(
+      () => true,
+      (err: unknown) => {
+        this.#log.warn({ err }, 'forcing worker shutdown');
+        return false;
+      },
+    );
+    // Forced: a handed-over execution is still watching (its successor now holds the job).
+    await Promise.all(this.#workers.map((w) => w.close(handedOver || !inTime)));
     this.#control.close();
     await Promise.all([...this.#queues.values()].flatMap((q) => [q.deployQueue, q.runQueue]).map((queue) => withTimeout(queue.close(), 2000, 'queue close').catch(() => undefined)));
     this.#reporterRedis.disconnect();

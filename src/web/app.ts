@@ -33,6 +33,8 @@ export interface AppDeps {
   poller: BranchPoller;
   drift: DriftWatcher;
   health: HealthCheck[];
+  /** Whether this process owns the store or stands by (a start-first successor); /healthz says it. */
+  ownership?: () => 'owner' | 'standby';
   /** Live run views (server-sent events). */
   live: LiveRuns;
   /** Rollback targets' manifests in the registry (shown on the pipeline page). */
@@ -112,7 +114,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       }),
     );
     const failing = results.filter(([, r]) => r !== 'ok').map(([n]) => n);
-    return reply.code(failing.length ? 503 : 200).send({ status: failing.length ? 'unavailable' : 'ok', failing, checks: Object.fromEntries(results) });
+    // A standby is healthy: it serves HTTP and webhooks; it must pass its health check
+    // for swarm to stop the predecessor that holds the store.
+    return reply.code(failing.length ? 503 : 200).send({
+      status: failing.length ? 'unavailable' : 'ok', failing, checks: Object.fromEntries(results),
+      ...(deps.ownership ? { store: deps.ownership() } : {}),
+      ...(deps.config.environment.revision ? { revision: deps.config.environment.revision } : {}),
+    });
   });
   return app;
 }

@@ -10,7 +10,7 @@ import type { PipelineConfig } from '../../src/config/types.ts';
 import { DeployerError } from '../../src/lib/errors.ts';
 import { applyEvent, newRunState, type RunState } from '../../src/pipeline/lifecycle.ts';
 import type { RunEvent, RunReporter } from '../../src/pipeline/events.ts';
-import type { BuildPort, BuildRequest, Checkout, DeployPort, DeployRequest, PushPort, ServiceDeployResult, ServiceOutcome, SourcePort } from '../../src/pipeline/ports.ts';
+import type { BuildPort, BuildRequest, Checkout, DeployPort, DeployRequest, PushPort, ServiceDeployResult, ServiceOutcome, SelfIdentity, SelfPort, SourcePort } from '../../src/pipeline/ports.ts';
 import type { CheckpointPort, DeployHandoff, RunCheckpoint, RunJob } from '../../src/pipeline/run-context.ts';
 
 /**
@@ -143,6 +143,8 @@ export class FakeDeployer implements DeployPort {
   manager = true;
   /** What each service runs before the deploy. */
   previous: Record<string, string | null> = {};
+  /** Services whose restore fails. */
+  restoreFails = new Set<string>();
 
   async deploy(req: DeployRequest): Promise<ServiceDeployResult> {
     this.deploys.push(req);
@@ -155,6 +157,7 @@ export class FakeDeployer implements DeployPort {
   }
   async restore(req: DeployRequest): Promise<ServiceDeployResult> {
     this.restores.push(req);
+    if (this.restoreFails.has(req.service)) return { service: req.service, outcome: 'failed', previousImage: null, image: 'unknown', taskErrors: [], message: 'could not restore' };
     return { service: req.service, outcome: 'rolled_back', previousImage: null, image: req.image, taskErrors: [], message: `restored ${req.image}` };
   }
   async canDeploy(): Promise<boolean> {
@@ -324,5 +327,16 @@ export class FakeChecks implements EdgeCheckPort {
   #answer(ok: boolean, url: string, commit: string, previous?: string): VerifyResult {
     const detail = ok ? `served by the proxy: revision ${commit.slice(0, 12)}` : `served by the proxy: old revision ${(previous ?? 'f'.repeat(40)).slice(0, 12)} (X-Revision)`;
     return { ok, detail, commit, url, requests: 3, elapsedMs: 600 };
+  }
+}
+
+/** The swarm task this process is, as a test says (undefined: not a task). */
+export class FakeSelf implements SelfPort {
+  me: SelfIdentity | undefined;
+  constructor(me?: SelfIdentity) {
+    this.me = me;
+  }
+  async identity(): Promise<SelfIdentity | undefined> {
+    return this.me;
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PipelineConfig } from '../../src/config/types.ts';
+import type { SelfIdentity } from '../../src/pipeline/ports.ts';
 import { PermanentError } from '../../src/lib/errors.ts';
 import { StopRequest } from '../../src/pipeline/cancel.ts';
 import { newRunState } from '../../src/pipeline/lifecycle.ts';
@@ -8,7 +9,7 @@ import { raceAbort, RETRY_DELAYS_MS } from '../../src/pipeline/stage-runner.ts';
 import { buildStage } from '../../src/pipeline/stages.ts';
 import { createContext } from '../../src/pipeline/run-context.ts';
 import { StageTimeout } from '../../src/pipeline/cancel.ts';
-import { COMMIT, DIGEST, fakePipeline, FakeBuilder, FakeDeployer, FakePusher, FakeSource, MemoryCheckpoints, MemoryHandoff, MemoryReporter, replay, transient, type Step } from '../fakes/ports.ts';
+import { COMMIT, DIGEST, fakePipeline, FakeBuilder, FakeDeployer, FakePusher, FakeSelf, FakeSource, MemoryCheckpoints, MemoryHandoff, MemoryReporter, replay, transient, type Step } from '../fakes/ports.ts';
 
 /**
  * Every branch of the runner, through in-memory ports: no Docker, no Redis, no git.
@@ -23,6 +24,8 @@ interface Setup {
   push?: Step[];
   handoff?: boolean;
   checkpoint?: RunCheckpoint;
+  /** The swarm task the worker runs as. */
+  self?: SelfIdentity;
 }
 
 function setup(s: Setup = {}) {
@@ -32,6 +35,7 @@ function setup(s: Setup = {}) {
     builder: new FakeBuilder(s.build),
     pusher: new FakePusher(s.push),
     deployer: new FakeDeployer(),
+    self: new FakeSelf(s.self),
     checkpoints: new MemoryCheckpoints(),
     reporter: new MemoryReporter(),
     handoff: s.handoff ? new MemoryHandoff() : undefined,
@@ -41,7 +45,7 @@ function setup(s: Setup = {}) {
   if (s.checkpoint) h.checkpoints.saved.set('r1', s.checkpoint);
   const run = () =>
     executeRun(h.job, {
-      ports: { source: h.source, builder: h.builder, pusher: h.pusher, deployer: h.deployer },
+      ports: { source: h.source, builder: h.builder, pusher: h.pusher, deployer: h.deployer, self: h.self },
       report: h.reporter,
       stop: h.stop.signal,
       checkpoints: h.checkpoints,
@@ -373,7 +377,8 @@ describe('executeRun: the fleet', () => {
     h.deployer.outcomes.b = 'rolled_back';
     h.deployer.previous.a = 'old/a:1';
     const outcome = await h.run();
-    expect(outcome).toMatchObject({ status: 'failed', error: 'deploy: b rolled back: new tasks failed' });
+    // Swarm rolled b back and a was put back: the previous version serves everywhere.
+    expect(outcome).toMatchObject({ status: 'rolled_back', error: 'deploy: b rolled back: new tasks failed' });
     expect(h.deployer.deploys.map((d) => d.service)).toEqual(['a', 'b']);
     expect(h.deployer.restores.map((d) => [d.service, d.image])).toEqual([['a', 'old/a:1']]);
     const results = h.reporter.events.filter((e) => e.type === 'service.result').map((e) => (e as { result: { service: string; outcome: string } }).result);
@@ -381,6 +386,19 @@ describe('executeRun: the fleet', () => {
     expect(h.reporter.events.some((e) => e.type === 'deployed')).toBe(false);
     expect(h.reporter.log()).toContain('rolling a back to old/a:1 so all services serve the same version');
     replay(h.reporter.events);
+  });
+
+  it('a service swarm rolled back, but another that could not be put back: failed, not rolled_back', async () => {
+    const h = setup({ pipeline: { services: ['a', 'b'] } });
+    h.deployer.outcomes.b = 'rolled_back';
+    h.deployer.restoreFails.add('a');
+    expect(await h.run()).toMatchObject({ status: 'failed', error: 'deploy: b rolled back: new tasks failed' });
+  });
+
+  it('a timed-out service stays failed even though swarm rolled it back', async () => {
+    const h = setup({ pipeline: { services: ['a'] } });
+    h.deployer.outcomes.a = 'timed_out';
+    expect((await h.run()).status).toBe('failed');
   });
 
   it('a service with no previous image is not restored', async () => {
@@ -517,5 +535,42 @@ describe('endWithoutRunning: a worker decides not to run a run', () => {
     const r = new MemoryReporter();
     endWithoutRunning({ runId: 'r1', worker: 'm', attempt: 1, phase: 'deploy' }, r, { status: 'failed', error: 'pipeline site is not configured like this on worker m' });
     expect(replay(r.events, replay(built.events))).toMatchObject({ status: 'failed', worker: 'm' });
+  });
+});
+
+describe('executeRun: deploying the deployer itself', () => {
+  const self = { service: 'www', task: 'task-old-0123456789', container: 'c-old', image: `127.0.0.1:5000/site:live@sha256:${'0'.repeat(64)}` };
+
+  it('says in the checkpoint, before the update, that the service is its own', async () => {
+    const h = setup({ self });
+    let savedBeforeUpdate: RunCheckpoint | undefined;
+    const deploy = h.deployer.deploy.bind(h.deployer);
+    h.deployer.deploy = async (req) => {
+      savedBeforeUpdate = structuredClone(h.checkpoints.saved.get('r1'));
+      // Swarm replaced the task meanwhile: the process that finishes is the new one.
+      h.self.me = { ...self, task: 'task-new-0123456789', image: IMAGE };
+      return deploy(req);
+    };
+    const out = await h.run();
+    expect(savedBeforeUpdate).toMatchObject({ selfService: 'www', deployStartedAt: expect.any(String) });
+    expect(out.status).toBe('succeeded');
+    expect(h.reporter.log()).toContain("www is the deployer's own service (this process is its task task-old-012)");
+    expect(h.reporter.log()).toContain(`this deployer is task task-new-012 of www, running ${DIGEST}: the new version took over`);
+  });
+
+  it('a successor resuming the watch that does not run the new image fails the run, saying which image answers', async () => {
+    const checkpoint = { commit: COMMIT, image: IMAGE, digest: DIGEST, servicesDone: [], deployStartedAt: '2026-01-01T00:00:00.000Z', selfService: 'www' };
+    const h = setup({ self, job: { phase: 'deploy' }, checkpoint });
+    const out = await h.run();
+    expect(out.status).toBe('failed');
+    expect(out.error).toBe(`deploy: www converged on ${DIGEST}, but this deployer (task task-old-012) runs sha256:${'0'.repeat(64)}: the new version is not the one running`);
+    expect(h.deployer.deploys.map((d) => d.resumeSince)).toEqual(['2026-01-01T00:00:00.000Z']);
+  });
+
+  it('another service is no self-deploy: nothing said, nothing checked', async () => {
+    const h = setup({ self: { ...self, service: 'deployer_web' } });
+    expect((await h.run()).status).toBe('succeeded');
+    expect(h.checkpoints.saved.get('r1')?.selfService).toBeUndefined();
+    expect(h.reporter.log()).not.toContain("deployer's own service");
   });
 });

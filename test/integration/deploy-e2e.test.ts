@@ -98,9 +98,9 @@ describe('deploy engine end to end (real git, Docker, registry, swarm)', () => {
     expect(await serviceContents(service)).toEqual(['version B\n']);
   });
 
-  it('fails a container that exits at once at "deploy" (swarm rollback is a failure), and B keeps serving', async () => {
+  it('a container that exits at once at "deploy": swarm rolls it back, the run ends rolled_back, and B keeps serving', async () => {
     const { run } = await pushAndRun(exitingContainerFiles('version C\n'), 'container exits');
-    expect(run.status).toBe('failed');
+    expect(run.status).toBe('rolled_back');
     const deploy = run.stages.find((s: any) => s.name === 'deploy');
     expect(deploy.status).toBe('failed');
     expect(run.error).toMatch(/^deploy: /);

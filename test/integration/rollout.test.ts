@@ -71,7 +71,7 @@ describe('rollout outcomes on the real swarm', () => {
     // Serves nothing: httpd on another port, so the health check on 8080 fails.
     const files = { ...siteFiles('unhealthy\n'), Dockerfile: siteFiles('').Dockerfile!.replace('"-p","8080"', '"-p","8081"') };
     const run = await deployTo('healthy', files);
-    expect(run.status).toBe('failed');
+    expect(run.status).toBe('rolled_back');
     expect(run.deploys).toHaveLength(1);
     expect(run.deploys[0]).toMatchObject({ service: svc.healthy, outcome: 'rolled_back', previousImage: seedRef, image: seedRef });
     expect(run.error).toMatch(/rolled back/);
@@ -96,7 +96,7 @@ describe('rollout outcomes on the real swarm', () => {
 
   it('two services, the second fails → both end on the previous digest', async () => {
     const run = await deployTo('fleet', siteFiles('fleet new\n'));
-    expect(run.status).toBe('failed');
+    expect(run.status).toBe('rolled_back');
     expect(run.deploys.map((d: any) => [d.service, d.outcome])).toEqual([
       [svc.fleet1, 'succeeded'],
       [svc.fleet2, 'rolled_back'],

@@ -146,7 +146,7 @@ describe('config', () => {
   });
 
   it('passes on PATH, HOME and the ssh agent from its own environment, with defaults', () => {
-    expect(parseConfig(issueExample, '/x/d.yaml', { ...env, PATH: '/p', HOME: '/h', SSH_AUTH_SOCK: '/s' }).environment).toEqual({ path: '/p', home: '/h', sshAuthSock: '/s' });
-    expect(parseConfig(issueExample, '/x/d.yaml', env).environment).toEqual({ path: '/usr/local/bin:/usr/bin:/bin', home: '/tmp', sshAuthSock: undefined });
+    expect(parseConfig(issueExample, '/x/d.yaml', { ...env, PATH: '/p', HOME: '/h', SSH_AUTH_SOCK: '/s', DEPLOYER_REVISION: 'abc' }).environment).toEqual({ path: '/p', home: '/h', sshAuthSock: '/s', revision: 'abc' });
+    expect(parseConfig(issueExample, '/x/d.yaml', env).environment).toEqual({ path: '/usr/local/bin:/usr/bin:/bin', home: '/tmp', sshAuthSock: undefined, revision: undefined });
   });
 });
