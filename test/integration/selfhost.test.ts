@@ -27,6 +27,8 @@ const root = join(import.meta.dirname, '..', '..');
 const docker = new Docker();
 const UID = 10001;
 const REPO = 'local/demo-site';
+/** The deployer's own sources, as the pipeline that deploys the deployer fetches them. */
+const SELF_REPO = 'local/deployer';
 const IMAGE_LABEL = 'deployer.test.selfhost-built';
 
 const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
@@ -56,6 +58,9 @@ const project = uniqueName('selfhost-compose');
 let world: World;
 let stackEnv: Record<string, string>;
 let nodeBase: string;
+/** The deployer's sources in a repository of their own: bare (mounted into the workers) and a work tree. */
+const selfRepo = { bare: join(work, 'deployer.git'), dir: join(work, 'deployer-src') };
+const selfImage = () => `${world.registry.host}/selfdeploy-${stack}`;
 /**
  * The previous release, to upgrade from: main before the run lifecycle (#10), the last
  * state without migration 005 (so the upgrade runs a migration on a store with history).
@@ -66,7 +71,7 @@ const PREVIOUS = 'c240de6902c83fdc80b0190f18f8e546b5778f12';
 const previousImage = `${image}-previous`;
 
 /** The config and its secret files, laid out as deploy/ has them. */
-function writeDeployDir(dir: string, w: World, service: string): void {
+function writeDeployDir(dir: string, w: World, service: string, opts: { self?: boolean } = {}): void {
   mkdirSync(join(dir, 'secrets'), { recursive: true });
   const secrets = { github_webhook_secret: WEBHOOK_SECRET, deployer_admin_token: ADMIN_TOKEN, registry_password: w.registry.password };
   for (const [name, value] of Object.entries(secrets)) {
@@ -101,8 +106,22 @@ pipelines:
     services: [${service}]
     deploy: { monitor: 1s, timeout: 2m }
     poll: false
-`,
+${opts.self ? selfPipeline() : ''}`,
   );
+}
+
+/** The deployer deploying itself: its store side and its deploying worker. */
+function selfPipeline(): string {
+  return `  - name: self
+    repo: ${SELF_REPO}
+    url: file:///srv/git/deployer.git
+    image: ${selfImage()}
+    tag: live
+    build: { args: { BASE_IMAGE: "${nodeBase}" } }
+    services: [${stack}_web, ${stack}_worker-manager]
+    deploy: { order: start-first, monitor: 5s, timeout: 4m }
+    poll: false
+`;
 }
 
 /** Phase timings, printed: this file is among the slowest of the suite. */
@@ -144,6 +163,15 @@ beforeAll(async () => {
   nodeBase = bases.match(/^NODE_BASE_IMAGE=(.+)$/m)?.[1] ?? '';
   if (!redisImage || !nodeBase) throw new Error(`scripts/base-images.sh printed no image names: ${bases}`);
   stackEnv = { DEPLOYER_IMAGE: image, REDIS_IMAGE: redisImage, DOCKER_GID: dockerGid(), DOCKER_SOCKET: socketPath };
+  // The deployer's own repository: this commit's files (what CI checks out), one commit.
+  mkdirSync(selfRepo.dir);
+  await exec('sh', ['-c', 'git -C "$0" archive HEAD | tar -x -C "$1"', root, selfRepo.dir]);
+  await git(['init', '--quiet', '--initial-branch=main'], selfRepo.dir);
+  await git(['add', '--all'], selfRepo.dir);
+  await git(['commit', '--quiet', '--no-verify', '-m', 'the deployer'], selfRepo.dir);
+  await exec('git', ['clone', '--quiet', '--bare', selfRepo.dir, selfRepo.bare]);
+  await git(['remote', 'add', 'origin', selfRepo.bare], selfRepo.dir);
+  await exec('chown', ['-R', `${UID}:${UID}`, selfRepo.bare]);
   const previousDir = join(work, 'previous');
   mkdirSync(previousDir);
   await exec('sh', ['-c', `git -C "$0" archive ${PREVIOUS} | tar -x -C "$1"`, root, previousDir]);
@@ -175,7 +203,7 @@ afterAll(async () => {
   // The images the deployer built for the demo site (their repository is this test's
   // own), once the demo service's containers no longer use them.
   for (const until = Date.now() + 30_000; world && Date.now() < until; ) {
-    const left = await docker.listImages({ filters: { reference: [world.image] } });
+    const left = [...(await docker.listImages({ filters: { reference: [world.image] } })), ...(await docker.listImages({ filters: { reference: [selfImage()] } }))];
     if (left.length === 0) break;
     for (const img of left) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 500));
@@ -273,8 +301,8 @@ async function waitHealthy(container: () => Promise<string>, timeoutMs: number):
 }
 
 /** A signed push of `sha`; the run ids when accepted (202), else undefined. */
-async function push(sha: string): Promise<string[] | undefined> {
-  const body = JSON.stringify(pushPayload(REPO, 'main', sha));
+async function push(sha: string, repo = REPO): Promise<string[] | undefined> {
+  const body = JSON.stringify(pushPayload(repo, 'main', sha));
   try {
     const res = await fetch(`${await webUrl()}/webhooks/github`, {
       method: 'POST',
@@ -323,7 +351,7 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
   const dir = join(work, 'stack');
 
   beforeAll(async () => {
-    writeDeployDir(dir, world, world.services[0]!);
+    writeDeployDir(dir, world, world.services[0]!, { self: true });
     copyFileSync(join(root, 'deploy', 'stack.yml'), join(dir, 'stack.yml'));
     // Only what a test needs on top: the demo repository, and the label cleanup looks for.
     const label = { 'deployer.test': '1' };
@@ -334,8 +362,8 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
           web: { deploy: { labels: label } },
           // On this single-node swarm (a manager) the builds run in worker-manager; `worker`
           // (worker nodes) has no task here.
-          worker: { volumes: [`${world.repo.bareDir}:/srv/git/site.git:ro`], deploy: { labels: label } },
-          'worker-manager': { volumes: [`${world.repo.bareDir}:/srv/git/site.git:ro`], deploy: { labels: label } },
+          worker: { volumes: [`${world.repo.bareDir}:/srv/git/site.git:ro`, `${selfRepo.bare}:/srv/git/deployer.git:ro`], deploy: { labels: label } },
+          'worker-manager': { volumes: [`${world.repo.bareDir}:/srv/git/site.git:ro`, `${selfRepo.bare}:/srv/git/deployer.git:ro`], deploy: { labels: label } },
           redis: { deploy: { labels: label } },
         },
         networks: { deployer: { labels: label } },
@@ -405,7 +433,9 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
       // Done when each runs a new container (web: healthy) and the old ones are gone; the
       // CLI's --detach=false would also sit out the monitor period.
       const before = await Promise.all(['web', 'worker-manager'].map(async (s) => (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID)));
-      await Promise.all(['web', 'worker-manager'].map((s) => cli(['service', 'update', '--force', '--image', image, '--detach', '--quiet', `${stack}_${s}`])));
+      // The previous release takes no store lease: from it, web is updated stop-first once
+      // (as the README says), so two store owners never apply events at once.
+      await Promise.all(['web', 'worker-manager'].map((s) => cli(['service', 'update', '--force', '--image', image, ...(s === 'web' ? ['--update-order', 'stop-first'] : []), '--detach', '--quiet', `${stack}_${s}`])));
       const replaced = async (s: string, old: (string | undefined)[]) => {
         const ids = (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID);
         const fresh = ids.filter((id) => id && !old.includes(id));
@@ -491,6 +521,119 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
     const backup = new DatabaseSync(join(work, 'backup.db'), { readOnly: true });
     expect({ ...backup.prepare('SELECT status FROM runs WHERE id = ?').get(runs![0]!) }).toEqual({ status: 'succeeded' });
     backup.close();
+  });
+
+
+  describe('it deploys itself (a pipeline whose services are its own web and worker-manager)', () => {
+    /** Signed demo pushes every 300 ms until stopped: what was accepted, to check none is lost. */
+    function pushThroughout(): { accepted: { run: string; sha: string; content: string }[]; stop(): Promise<number> } {
+      const accepted: { run: string; sha: string; content: string }[] = [];
+      let stopped = false;
+      let n = 0;
+      const loop = (async () => {
+        while (!stopped) {
+          const content = `self-deploy push ${++n}\n`;
+          const sha = await commit(content, `push ${n}`);
+          const runs = await push(sha);
+          if (runs) accepted.push({ run: runs[0]!, sha, content });
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      })();
+      return { accepted, stop: async () => ((stopped = true), await loop, n) };
+    }
+
+    /** Every accepted push finished (none lost, none stuck), the newest deployed. */
+    async function noPushLost(p: ReturnType<typeof pushThroughout>): Promise<void> {
+      const sent = await p.stop();
+      const results = await Promise.all(p.accepted.map(async (a) => ({ ...a, ...(await waitFinished(a.run, 240_000)) })));
+      console.log(`demo pushes during the self-deploy: ${sent} sent, ${p.accepted.length} accepted`);
+      expect(p.accepted.length).toBeGreaterThan(0);
+      for (const r of results) expect(['succeeded', 'superseded'], JSON.stringify(r)).toContain(r.status);
+      expect(results.at(-1)!.status).toBe('succeeded');
+      await waitForContent(world.services[0]!, results.at(-1)!.content, 30_000);
+    }
+
+    async function selfCommit(message: string, files: Record<string, string> = {}): Promise<string> {
+      await writeFiles(selfRepo.dir, files);
+      await git(['add', '--all'], selfRepo.dir);
+      await git(['commit', '--quiet', '--allow-empty', '--no-verify', '-m', message], selfRepo.dir);
+      await exec('git', ['push', '--quiet', 'origin', 'HEAD:refs/heads/main'], { cwd: selfRepo.dir, env: { ...gitEnv(), GIT_CONFIG_GLOBAL: join(work, 'gitconfig') } });
+      return (await git(['rev-parse', 'HEAD'], selfRepo.dir)).trim();
+    }
+
+    const health = async () => (await (await fetch(`${await webUrl()}/healthz`, { signal: AbortSignal.timeout(10_000) })).json()) as { status: string; store?: string; revision?: string };
+    const containers = async (s: string) => (await runningTasks(`${stack}_${s}`)).map((t) => t.Status.ContainerStatus?.ContainerID).filter((id): id is string => Boolean(id));
+    /** Runs of any pipeline still queued or running. */
+    const openRuns = async () => {
+      const open: string[] = [];
+      for (const status of ['queued', 'running']) {
+        const res = await fetch(`${await webUrl()}/api/runs?status=${status}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+        open.push(...((await res.json()) as { runs: { id: string }[] }).runs.map((r) => `${r.id} ${status}`));
+      }
+      return open;
+    };
+    const imageOf = async (id: string) => (await docker.getContainer(id).inspect()).Config.Image;
+    let good: string;
+
+    it('a good new version: built and pushed by the running deployer, web and worker-manager updated start-first, the new worker takes the run over and records it succeeded', async () => {
+      const before = { web: await containers('web'), wm: await containers('worker-manager') };
+      const pushes = pushThroughout();
+      let run: Awaited<ReturnType<typeof waitFinished>> & { id?: string };
+      try {
+        good = await selfCommit('self-deploy: a good version');
+        const runs = await push(good, SELF_REPO);
+        expect(runs).toHaveLength(1);
+        phase('self-deploy pushed');
+        run = { ...(await waitFinished(runs![0]!, 480_000)), id: runs![0]! };
+        phase(`self-deploy ${run.status}`);
+      } finally {
+        await noPushLost(pushes);
+      }
+      expect(run, JSON.stringify(run)).toMatchObject({ status: 'succeeded', commit: good });
+      const detail = (await (await fetch(`${await webUrl()}/api/runs/${run.id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { image: { digest: string } };
+      // The new version answers: its /healthz says the commit, and it owns the store.
+      expect(await health()).toMatchObject({ status: 'ok', store: 'owner', revision: good });
+      for (const s of ['web', 'worker-manager'] as const) {
+        const now = await containers(s);
+        expect(now).toHaveLength(1);
+        expect(before[s === 'web' ? 'web' : 'wm']).not.toContain(now[0]);
+        expect(await imageOf(now[0]!)).toBe(`${selfImage()}:live@${detail.image.digest}`);
+      }
+      // The old tasks stopped cleanly (SIGTERM, not killed at the end of their grace period).
+      for (const id of [...before.web, ...before.wm]) expect({ id, exit: (await docker.getContainer(id).inspect()).State.ExitCode }).toEqual({ id, exit: 0 });
+      const log = await (await fetch(`${await webUrl()}/api/runs/${run.id}/log`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
+      expect(log).toContain(`${stack}_worker-manager is the deployer's own service`);
+      expect(log).toMatch(/deploy handed off: this worker .* is stopping while it deploys the deployer's own service/);
+      expect(log).toMatch(/this deployer is task \w+ of .*_worker-manager, running sha256:[0-9a-f]{64}: the new version took over/);
+      // No run left running or queued, of either pipeline.
+      expect(await openRuns()).toEqual([]);
+    }, 720_000);
+
+    it('a version whose health check fails: swarm rolls web back, the old version records rolled_back and still serves', async () => {
+      const before = { web: await containers('web'), wm: await containers('worker-manager') };
+      const dockerfile = (await exec('cat', [join(selfRepo.dir, 'Dockerfile')])).stdout;
+      const broken = dockerfile.replace(/^HEALTHCHECK [^\n]*\\\n[^\n]*\n/m, 'HEALTHCHECK --interval=1s --timeout=2s --start-period=0s --retries=1 CMD ["false"]\n');
+      expect(broken).not.toBe(dockerfile);
+      const pushes = pushThroughout();
+      let run: Awaited<ReturnType<typeof waitFinished>>;
+      try {
+        const bad = await selfCommit('self-deploy: a version that never becomes healthy', { Dockerfile: broken });
+        const runs = await push(bad, SELF_REPO);
+        expect(runs).toHaveLength(1);
+        run = await waitFinished(runs![0]!, 480_000);
+        phase(`bad self-deploy ${run.status}`);
+        expect(run.commit).toBe(bad);
+      } finally {
+        await noPushLost(pushes);
+      }
+      expect(run, JSON.stringify(run)).toMatchObject({ status: 'rolled_back' });
+      expect(run.error).toMatch(new RegExp(`${stack}_web rolled back`));
+      // The old version still serves, from the same tasks.
+      expect(await health()).toMatchObject({ status: 'ok', store: 'owner', revision: good });
+      expect(await containers('web')).toEqual(before.web);
+      expect(await containers('worker-manager')).toEqual(before.wm);
+      expect(await openRuns()).toEqual([]);
+    }, 720_000);
   });
 
 });
