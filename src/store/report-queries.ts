@@ -14,10 +14,10 @@ export class ReportQueries {
   }
 
 
-  /** How the pipeline's last decided run before `runId` ended (succeeded or failed), if any. */
+  /** How the pipeline's last decided run before `runId` ended (succeeded, failed or rolled back), if any: a success after either is "recovered". */
   previousOutcome(pipeline: string, runId: string): RunStatus | undefined {
     const row = this.#sql(
-      "SELECT status FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed') AND seq < (SELECT seq FROM runs WHERE id = ?) ORDER BY seq DESC LIMIT 1",
+      "SELECT status FROM runs WHERE pipeline = ? AND status IN ('succeeded', 'failed', 'rolled_back') AND seq < (SELECT seq FROM runs WHERE id = ?) ORDER BY seq DESC LIMIT 1",
     ).get(pipeline, runId) as { status: RunStatus } | undefined;
     return row?.status;
   }

@@ -172,9 +172,9 @@ describe('reports where people look (real engine, GitHub stand-in, Slack, webhoo
     expect((await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status).toBe(401);
   });
 
-  it('a crashing image: failure naming the rollback, Slack rolled_back; the next good push: recovered, the replaced deployment inactive', async () => {
+  it('a crashing image: rolled_back, GitHub failure naming the rollback, Slack rolled_back; the next good push: recovered, the replaced deployment inactive', async () => {
     const { sha: bad, run } = await deploy(exitingContainerFiles('B\n'), 'Crash on start');
-    expect(run.status).toBe('failed');
+    expect(run.status).toBe('rolled_back');
     expect(run.deploys[0].outcome).toBe('rolled_back');
     const d = await finalStatuses(bad);
     expect(d.statuses.map((s) => s.state)).toEqual(['queued', 'in_progress', 'failure']);

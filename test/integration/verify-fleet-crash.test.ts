@@ -70,7 +70,7 @@ describe('fleet all-or-none across a worker killed mid-deploy (SIGKILL, real swa
     await startWorker();
     const run = await waitForRun(url, runId, 150_000);
     expect(run.attempts).toBe(2);
-    expect(run.status).toBe('failed');
+    expect(run.status).toBe('rolled_back');
     expect(run.error).toMatch(new RegExp(`${s2} rolled back`));
     // Both services end on the previous digest.
     expect(await serviceImage(s1)).toBe(world.seedRef);
