@@ -321,7 +321,9 @@ export class WorkerHost {
     await Promise.all(this.#workers.map((w) => w.pause(true).catch(() => undefined)));
     // A deploy of this deployer's own service is what stops this process: waiting for
     // it would wait for our own replacement. Its successor takes it over.
-    const handedOver = (await Promise.all([...this.#active.entries()].map(([runId, a]) => this.#handOverSelfDeploy(runId, a)))).some(Boolean);
+    await Promise.all([...this.#active.entries()].map(([runId, a]) => this.#handOverSelfDeploy(runId, a)));
+    // Their queues' workers are closed without waiting (the executions still watch).
+    const abandoned = new Set([...this.#active.values()].filter((a) => a.detached).map((a) => a.job.queueName));
     for (const [runId, a] of this.#active) {
       if (a.detached) continue;
       this.#log.info({ run: runId }, 'parking run for shutdown');
@@ -335,8 +337,9 @@ export class WorkerHost {
         return false;
       },
     );
-    // Forced: a handed-over execution is still watching (its successor now holds the job).
-    await Promise.all(this.#workers.map((w) => w.close(handedOver || !inTime)));
+    // Forced where a handed-over execution is still watching (its successor now holds the
+    // job); the others close normally, so a job that just finished is marked completed.
+    await Promise.all(this.#workers.map((w) => w.close(abandoned.has(w.name) || !inTime)));
     this.#control.close();
     await Promise.all([...this.#queues.values()].flatMap((q) => [q.deployQueue, q.runQueue]).map((queue) => withTimeout(queue.close(), 2000, 'queue close').catch(() => undefined)));
     this.#reporterRedis.disconnect();

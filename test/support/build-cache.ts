@@ -45,11 +45,12 @@ export async function forgetBuildCache(marker: string): Promise<number> {
       }
     }
     if (mine.size === 0) return removed;
-    const leaves = all.filter((r) => mine.has(r.ID) && !all.some((c) => mine.has(c.ID) && parents(c).includes(r.ID)));
-    for (const r of leaves) {
-      const res = await call<{ CachesDeleted?: string[] | null }>({ path: '/build/prune?', method: 'POST', options: { filters: JSON.stringify({ id: { [r.ID]: true } }) } });
-      removed += res.CachesDeleted?.length ?? 0;
-    }
+    // One prune for all of them: the engine takes one value per filter, but matches `id`
+    // as a regular expression (moby's toBuildkitPruneInfo: "id~="), and BuildKit prunes
+    // children before their parents within a call; a record still referenced is left for
+    // the next round. One call per record took minutes on a busy engine.
+    const res = await call<{ CachesDeleted?: string[] | null }>({ path: '/build/prune?', method: 'POST', options: { filters: JSON.stringify({ id: { [`^(${[...mine].join('|')})$`]: true } }) } });
+    removed += res.CachesDeleted?.length ?? 0;
   }
   const left = (await records()).filter((r) => r.Description.includes(marker)).map((r) => r.Description);
   throw new Error(`build cache records matching ${marker} are still there after 20 rounds (an image still uses them?): ${left.join('; ')}`);
