@@ -146,11 +146,15 @@ export class Notifier {
   }
 }
 
-/** Where a notification goes, for people: never the Slack URL (a credential) or a webhook URL's query. */
+/**
+ * Where a notification goes, for people (the UI, the API, the store, check-config):
+ * never the Slack URL (a credential), nor a webhook URL's path or query, where many
+ * services put theirs (Discord's /api/webhooks/<id>/<token>, Mattermost's /hooks/<key>).
+ */
 export function labelOf(target: NotifyTarget): string {
   if (target.kind === 'slack') return `slack (notify[${target.index}])`;
   const u = new URL(target.url);
-  return `webhook ${u.origin}${u.pathname}`;
+  return `webhook ${u.origin}${u.pathname === '/' && !u.search ? '' : '/…'} (notify[${target.index}])`;
 }
 
 export type { NotifyEvent };

@@ -369,7 +369,9 @@ describe('GitHub reports and notifications through the report queue', () => {
     expect(refused.lastCode).toBe(410);
     slack.behave('ok');
     const fields = s.integrations.pipelineFields('site');
-    expect(fields.notifications.find((x) => x.id === n.id)).toMatchObject({ status: 'sent', channel: 'webhook', receiver: `webhook ${hooks.url}/deploy-events` });
+    expect(fields.notifications.find((x) => x.id === n.id)).toMatchObject({ status: 'sent', channel: 'webhook', receiver: `webhook ${hooks.url}/… (notify[1])` });
+    // The path is left out: many services put their token in it.
+    expect(JSON.stringify(fields)).not.toContain('/deploy-events');
     expect(JSON.stringify(fields)).not.toContain(secrets.slackUrl.split('/').pop());
   });
 });
