@@ -71,6 +71,7 @@ export async function checkDescent(ctx: RunContext, when: 'build' | 'deploy', si
       return null;
     });
   }
+  if (head !== null) ctx.branchHead = head;
   const facts: DescentFacts = { commit: ctx.commit, head, serving, descends: undefined };
   let verdict = judgeDescent(facts);
   if (!verdict.deploy && serving) {

@@ -44,7 +44,12 @@ export type RunEvent = EventStamp &
      */
     | { type: 'deploy.checks'; runId: string; at: string; verify?: VerifyResult; probe?: ProbeResult; verifyPrevious?: VerifyResult }
     | { type: 'deployed'; runId: string; service: string; image: string; digest: string; commit: string; at: string }
-    | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string; supersededBy?: string }
+    /**
+     * `branchHead`: a succeeded run whose commit was not where the branch pointed when
+     * it was last checked (an older push replayed or delivered late, while the newer
+     * one's run was superseded): the store deploys the head next (FollowUps, catch-up).
+     */
+    | { type: 'run.finished'; runId: string; status: RunStatus; at: string; error?: string; supersededBy?: string; branchHead?: string }
   );
 
 export type RunEventType = RunEvent['type'];
@@ -75,7 +80,7 @@ const SHAPES: Record<RunEventType, Shape> = {
   'service.result': { runId: STRING, at: STRING, result: 'result' },
   'deploy.checks': { runId: STRING, at: STRING, verify: 'verify?', probe: 'probe?', verifyPrevious: 'verify?' },
   deployed: { runId: STRING, service: STRING, image: STRING, digest: STRING, commit: STRING, at: STRING },
-  'run.finished': { runId: STRING, status: 'runStatus', at: STRING, error: 'string?', supersededBy: 'string?' },
+  'run.finished': { runId: STRING, status: 'runStatus', at: STRING, error: 'string?', supersededBy: 'string?', branchHead: 'string?' },
 };
 
 const STAGES: readonly string[] = STAGE_NAMES;

@@ -131,6 +131,8 @@ export interface RunContext {
   imageRef: string;
   digest: string;
   checkout: Checkout | undefined;
+  /** Where the branch pointed at the last descent check (descent.ts), when it was learned. */
+  branchHead?: string;
 }
 
 export const now = (): string => new Date().toISOString();

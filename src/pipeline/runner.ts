@@ -37,10 +37,15 @@ export async function executeRun(job: RunJob, deps: RunDeps): Promise<RunOutcome
   } else if (outcome.status !== 'handed_off') {
     await deps.checkpoints.clear(runId).catch(() => undefined);
     await deps.journal?.clear(runId).catch(() => undefined);
+    // Deployed, but not the branch's newest commit: an older push replayed or late
+    // while the newer push's run was superseded by it. The store deploys the head next.
+    const behind = outcome.status === 'succeeded' && ctx.branchHead !== undefined && ctx.branchHead !== ctx.commit ? ctx.branchHead : undefined;
+    if (behind) logTo(ctx, null)(`${job.pipeline.branch} points at ${behind.slice(0, 12)}, not at what this run deployed: it is deployed next, unless a run for it is already on its way`);
     emit(ctx, {
       type: 'run.finished', runId, status: outcome.status, at: now(),
       ...(outcome.error ? { error: outcome.error } : {}),
       ...(outcome.supersededBy ? { supersededBy: outcome.supersededBy } : {}),
+      ...(behind ? { branchHead: behind } : {}),
     });
   }
   const reported = await deps.report.flush().then(() => true, () => false);

@@ -6,6 +6,11 @@ import { previousGoodPush, type BurstRun } from '../pipeline/previous-good.ts';
 import type { NewRun, RunStore, RunView } from '../store/run-store.ts';
 
 /**
+ * Runs the store starts because of how another one ended.
+ *
+ * Catch-up: a run that deployed a commit behind its branch head is followed by a run
+ * for the head (see #catchUp).
+ *
  * `onFailure: previous-good-push` (issue #15, item 5): when the newest run of a burst
  * of pushes fails or is rolled back, the pushes it superseded were never tried. This
  * listens to applied run endings (RunStore.onApplied, so it reacts whether a worker
@@ -29,10 +34,30 @@ export class FollowUps {
   /** For RunStore.onApplied: never throws, never blocks the applier. */
   applied(events: LifecycleEvent[]): void {
     for (const e of events) {
+      if (e.type === 'run.finished' && e.status === 'succeeded' && e.branchHead) {
+        const head = e.branchHead;
+        void this.#catchUp(e.runId, head).catch((err: unknown) => this.#log.warn({ run: e.runId, commit: head, err: errorMessage(err) }, 'catch-up: could not start a run for the branch head'));
+      }
       if ((e.type === 'run.finished' || e.type === 'store.finished') && (e.status === 'failed' || e.status === 'rolled_back')) {
         void this.#consider(e.runId).catch((err: unknown) => this.#log.warn({ run: e.runId, err: errorMessage(err) }, 'previous-good-push: could not start the follow-up run'));
       }
     }
+  }
+
+  /**
+   * A run deployed a commit that was not the branch head (an older push replayed or
+   * delivered late while the newer push's run was superseded by it, or a push whose
+   * webhook never came): the head is deployed next, as a poll run (so the descent check
+   * applies to it), unless a run for it is on its way or has run — the rule of the
+   * branch poller ("Check now"), which this is, minus asking git again.
+   */
+  async #catchUp(runId: string, head: string): Promise<void> {
+    const run = this.#store.getRun(runId);
+    if (!run) return;
+    if (this.#store.pauseOf(run.pipeline)) return;
+    if (this.#store.statusesForCommit(run.pipeline, head).some((s) => s !== 'superseded')) return;
+    const [next] = await this.#submit([{ pipeline: run.pipeline, trigger: 'poll', commit: head, requestedBy: 'catch-up' }]);
+    this.#log.info({ pipeline: run.pipeline, after: runId, run: next?.id, commit: head }, 'deployed commit was not the branch head: queued the head');
   }
 
   async #consider(runId: string): Promise<void> {

@@ -118,6 +118,24 @@ describe('executeRun: the descent check', () => {
     expect(h.reporter.log()).toContain('5555555 descends from aaaaaaa, which serves');
   });
 
+  it('…and its end names the branch head, so the store deploys the head next (a replayed push must not leave the newer one undeployed)', async () => {
+    const h = setup({ commit: M, serving: { commit: A, runId: 'rA' } });
+    await h.run();
+    expect(h.reporter.events.find((e) => e.type === 'run.finished')).toMatchObject({ status: 'succeeded', branchHead: B });
+    expect(h.reporter.log()).toContain('main points at bbbbbbbbbbbb, not at what this run deployed: it is deployed next');
+  });
+
+  it('the head itself, a failed run and an unchecked run name no branch head', async () => {
+    const head = setup({ commit: B, serving: { commit: A, runId: 'rA' } });
+    await head.run();
+    const failing = setup({ commit: M, serving: { commit: A, runId: 'rA' } });
+    failing.deployer.outcomes.www = 'failed';
+    await failing.run();
+    const rebuild = setup({ commit: M, serving: { commit: A, runId: 'rA' }, job: { trigger: 'rebuild' } });
+    await rebuild.run();
+    for (const h of [head, failing, rebuild]) expect(h.reporter.events.find((e) => e.type === 'run.finished')).not.toHaveProperty('branchHead');
+  });
+
   it('without a worker record, what the store said serves (in the job) is used', async () => {
     const h = setup({ commit: A, jobServing: { commit: B, runId: 'rB' } });
     expect((await h.run()).status).toBe('superseded');

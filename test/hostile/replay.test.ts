@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUTH } from '../helpers/config.ts';
+import { AUTH, AUTH_HEADER } from '../helpers/config.ts';
 import { startWorldDeployer, type WorldDeployer } from '../helpers/daemon.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { runLog, waitForRun } from '../helpers/runs.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { siteFiles } from '../support/site.ts';
 import { serviceImage, waitForContent } from '../support/swarm.ts';
 
@@ -76,5 +77,35 @@ describe('a replayed or late older push never changes what serves (real git, Doc
     expect(pushed).not.toContain(shaM);
     const list = (await (await fetch(`${url}/api/pipelines/site/deployments`, AUTH)).json()) as { commit: string; replacedAt: string | null }[];
     expect(list.filter((x) => x.replacedAt === null).map((x) => x.commit)).toEqual([shaB]);
+  });
+
+  it('a replay of an older push that supersedes the waiting newer one deploys, then the branch head follows (catch-up)', async () => {
+    const { url, world } = d!;
+    const post = (path: string, body: unknown) => fetch(`${url}${path}`, { method: 'POST', headers: { ...AUTH_HEADER, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    // C then D on top of what serves; D's push waits behind a pause, and C's push,
+    // delivered (again) only now, supersedes it by arrival order at intake.
+    const shaC = await world.repo.commit(siteFiles('C\n'), 'C');
+    const shaD = await world.repo.commit(siteFiles('D\n'), 'D');
+    expect((await post('/api/pipelines/site/pause', { reason: 'hold D' })).status).toBe(200);
+    const pushD = await deliver(url, pushPayload(REPO, 'main', shaD, 'D'));
+    const pushC = await deliver(url, pushPayload(REPO, 'main', shaC, 'C'));
+    expect([pushD.status, pushC.status]).toEqual([202, 202]);
+    const [runD, runC] = [pushD.body.runs[0] as string, pushC.body.runs[0] as string];
+    expect(await (await fetch(`${url}/api/runs/${runD}`, AUTH)).json()).toMatchObject({ status: 'superseded', supersededBy: runC });
+    expect((await post('/api/pipelines/site/resume', {})).status).toBe(200);
+
+    // C descends from what serves: it deploys, and says the branch is ahead of it.
+    const c = await waitForRun(url, runC);
+    expect(c).toMatchObject({ status: 'succeeded', commit: shaC });
+    expect(await runLog(url, runC)).toContain(`main points at ${shaD.slice(0, 12)}, not at what this run deployed: it is deployed next`);
+    // The store queues the head right after, as a poll run, and it deploys.
+    let caughtUp: { id: string } | undefined;
+    await waitUntil('a run for D after C', async () => {
+      const runs = ((await (await fetch(`${url}/api/pipelines/site/runs?limit=10`, AUTH)).json()) as { runs: { id: string; commit: string; trigger: string }[] }).runs;
+      caughtUp = runs.find((r) => r.commit === shaD && r.id !== runD && r.trigger === 'poll');
+      return caughtUp !== undefined;
+    }, 30_000);
+    expect(await waitForRun(url, caughtUp!.id)).toMatchObject({ status: 'succeeded', commit: shaD, trigger: 'poll' });
+    await waitForContent(service, 'D\n', 30_000);
   });
 });
