@@ -52,7 +52,7 @@ describe('onFailure: previous-good-push on the real swarm', () => {
     const runC = (await deliver(url, pushPayload(REPO, 'main', c))).body.runs[0] as string;
 
     const failed = await waitForRun(url, runC, 180_000);
-    expect(failed.status).toBe('failed');
+    expect(failed.status).toBe('rolled_back'); // swarm put the previous version back
     expect(failed.commit).toBe(c);
     expect(failed.error).toMatch(new RegExp(`^deploy: ${www} rolled back`)); // its image was built and failed in swarm
     expect((await waitForRun(url, runB, 30_000)).status).toBe('superseded');
