@@ -150,7 +150,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     reports.attach(outbound);
     integrations = reports;
     s.onApplied((events) => reports.applied(events));
-    const followUps = new FollowUps({ store: s, config, submit: (runs) => sched.submit(runs), log: logger });
+    const followUps = new FollowUps({ store: s, config, submit: (runs) => sched.submit(runs), checkBranch: (p) => poller.refresh(p, 'poll', 'catch-up'), log: logger });
     s.onApplied((events) => followUps.applied(events));
     const c = consumer;
     // What only one process per store may do; the others (a start-first successor
@@ -169,8 +169,10 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
           targets.start();
           poller.start();
           drift.start();
+          reports.start();
         },
         async stop() {
+          reports.stop();
           poller.stop();
           await drift.stop();
           await targets.stop();
@@ -180,6 +182,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
       },
     });
     ownership = lease;
+    c.guard(() => lease.trusted());
     const docker = createDocker(config.docker, { sshAuthSock: config.environment.sshAuthSock });
     app = await buildApp({
       config,
@@ -198,7 +201,6 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
         { name: 'docker', check: async () => void (await docker.ping()) },
       ],
     });
-    reports.start();
     outbound.start();
     await producerReady;
     // One try before listening (a lone deployer owns its store from the first request),
@@ -209,10 +211,12 @@ export async function startDaemon(config: Config, opts: DaemonOptions): Promise<
     const addr = app.server.address();
     url = typeof addr === 'object' && addr ? `http://${config.listen.host}:${addr.port}` : undefined;
     closers.unshift(async () => {
-      await app!.close();
-      // Before the rest closes: a successor takes the store over at once.
-      await lease.close();
-      reports.stop();
+      try {
+        await app!.close();
+      } finally {
+        // Before the rest closes: a successor takes the store over at once.
+        await lease.close();
+      }
       await outbound.close();
       await queues.close();
       s.close();

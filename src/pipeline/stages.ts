@@ -99,7 +99,11 @@ export const deployStage: StageBody = async (ctx, signal) => {
     let all = true;
     const entries = journal ? servicesToRestore(await journal.entries(runId), except) : updated.filter((u) => u.service !== except && u.previousImage).reverse().map((u) => ({ service: u.service, previousImage: u.previousImage }));
     for (const done of entries) {
-      if (!done.previousImage) continue;
+      if (!done.previousImage) {
+        // Nothing to go back to (it had no image before): it keeps the new one.
+        all = false;
+        continue;
+      }
       log(`rolling ${done.service} back to ${done.previousImage} ${why}`);
       const restored = await ctx.deps.ports.deployer.restore({ ...target(done.service), image: done.previousImage });
       emit(ctx, { type: 'service.result', runId, at: now(), result: restored });

@@ -198,6 +198,9 @@ export class EventConsumer extends EventEmitter {
   readonly #log: Logger;
   #running = false;
   #loop: Promise<void> | undefined;
+  /** Each start's loop runs only while it is the current one (a stop that timed out leaves the old loop in a Redis call). */
+  #generation = 0;
+  #mayApply: () => boolean = () => true;
 
   /** Reads `streams` (the store's own first, then any older shared one). */
   constructor(redis: Redis, streams: string[], store: Pick<RunStore, 'applyBatch'>, log: Logger) {
@@ -208,10 +211,15 @@ export class EventConsumer extends EventEmitter {
     this.#log = log;
   }
 
+  /** Asked right before each batch is applied; false: leave it pending (another process may own the store now). */
+  guard(mayApply: () => boolean): void {
+    this.#mayApply = mayApply;
+  }
+
   start(): void {
     if (this.#running) return;
     this.#running = true;
-    this.#loop = this.#run();
+    this.#loop = this.#run(++this.#generation);
   }
 
   async stop(): Promise<void> {
@@ -221,10 +229,10 @@ export class EventConsumer extends EventEmitter {
     await withTimeout(this.#loop ?? Promise.resolve(), 2500, 'event consumer stop').catch(() => undefined);
   }
 
-  async #run(): Promise<void> {
+  async #run(generation: number): Promise<void> {
     let ensured = false;
     let backlog = true; // first what this consumer read but never acknowledged
-    while (this.#running) {
+    while (this.#running && generation === this.#generation) {
       try {
         if (!ensured) {
           for (const key of this.#keys) {
@@ -244,8 +252,20 @@ export class EventConsumer extends EventEmitter {
           backlog = false;
           continue;
         }
+        if (generation !== this.#generation || !this.#mayApply()) {
+          // Read, not applied: pending for this consumer name, read again by whoever
+          // owns the store next (this process included).
+          backlog = true;
+          await new Promise((r) => setTimeout(r, 500));
+          continue;
+        }
         let again = false;
         for (const [key, entries] of batches) {
+          // No await between this check and the synchronous apply below.
+          if (!this.#mayApply()) {
+            again = true;
+            break;
+          }
           const outcome = this.#store.applyBatch(key, entries.map(([id, fields]) => toStreamEntry(id, fields)));
           this.#report(key, outcome);
           if (outcome.done.length > 0) await this.#redis.multi().xack(key, this.#group, ...outcome.done).xdel(key, ...outcome.done).exec();
@@ -257,7 +277,7 @@ export class EventConsumer extends EventEmitter {
           await new Promise((r) => setTimeout(r, 1000));
         }
       } catch (err) {
-        if (!this.#running) break;
+        if (!this.#running || generation !== this.#generation) break;
         ensured = false;
         backlog = true; // what was read but not applied is re-read from the pending list
         this.#log.warn({ err }, 'event consumer error; retrying');

@@ -22,12 +22,15 @@ export class FollowUps {
   readonly #store: RunStore;
   readonly #config: Config;
   readonly #submit: (runs: NewRun[]) => Promise<RunView[]>;
+  readonly #checkBranch: (pipeline: string) => Promise<unknown>;
   readonly #log: Logger;
 
-  constructor(opts: { store: RunStore; config: Config; submit: (runs: NewRun[]) => Promise<RunView[]>; log: Logger }) {
+  /** `checkBranch`: the branch poller's "Check now" (queues the branch head unless a run for it is on its way, has run or serves). */
+  constructor(opts: { store: RunStore; config: Config; submit: (runs: NewRun[]) => Promise<RunView[]>; checkBranch: (pipeline: string) => Promise<unknown>; log: Logger }) {
     this.#store = opts.store;
     this.#config = opts.config;
     this.#submit = opts.submit;
+    this.#checkBranch = opts.checkBranch;
     this.#log = opts.log;
   }
 
@@ -47,17 +50,18 @@ export class FollowUps {
   /**
    * A run deployed a commit that was not the branch head (an older push replayed or
    * delivered late while the newer push's run was superseded by it, or a push whose
-   * webhook never came): the head is deployed next, as a poll run (so the descent check
-   * applies to it), unless a run for it is on its way or has run — the rule of the
-   * branch poller ("Check now"), which this is, minus asking git again.
+   * webhook never came): the branch is checked now, as "Check now" does — where it
+   * points is asked afresh (the run's view may be stale: a newer push may be waiting
+   * already), and its head is queued as a poll run unless a run for it is on its way,
+   * has run, or it serves. `head` (what the run saw) only decides whether to look.
    */
   async #catchUp(runId: string, head: string): Promise<void> {
     const run = this.#store.getRun(runId);
     if (!run) return;
     if (this.#store.pauseOf(run.pipeline)) return;
     if (this.#store.statusesForCommit(run.pipeline, head).some((s) => s !== 'superseded')) return;
-    const [next] = await this.#submit([{ pipeline: run.pipeline, trigger: 'poll', commit: head, requestedBy: 'catch-up' }]);
-    this.#log.info({ pipeline: run.pipeline, after: runId, run: next?.id, commit: head }, 'deployed commit was not the branch head: queued the head');
+    const result = await this.#checkBranch(run.pipeline);
+    this.#log.info({ pipeline: run.pipeline, after: runId, sawHead: head, result }, 'deployed commit was not the branch head: checked the branch');
   }
 
   async #consider(runId: string): Promise<void> {

@@ -7,6 +7,12 @@ import type { Logger } from 'pino';
 export const LEASE_TTL_MS = 10_000;
 /** Renewal (and, for a standby, the look for a free lease) this often. */
 const RENEW_MS = 2_000;
+/**
+ * The holder applies nothing once its last successful renewal is this old: the key may
+ * be about to expire in Redis (a renewal failing, the event loop stalled), and a
+ * successor may take it. The margin covers the renewal's round trip.
+ */
+const TRUSTED_MS = LEASE_TTL_MS - 3_000;
 
 // Renew or give up only a lease that is still ours: compare and act in one step.
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
@@ -27,10 +33,12 @@ export interface OwnerDuties {
  * (SQLite serialises their writes), while only the lease holder does the owner's work.
  * The old task gives the lease back on SIGTERM; the new one takes it within RENEW_MS.
  *
- * The lease is a Redis key with a TTL, renewed while held. If Redis goes away, the
- * holder keeps working (nobody else can take the lease meanwhile); if it comes back
- * after the key expired and another process took it, the next renewal says so and this
- * one stops its duties.
+ * The lease is a Redis key with a TTL, renewed while held. The holder applies events
+ * only while its last renewal is recent enough that the key cannot have expired
+ * (`trusted()`), so two processes never apply at once, even when renewals fail or the
+ * event loop stalls; its other duties (timers that reconcile, poll, prune) go on. If the
+ * key expired and nobody took it, the next renewal takes it again; if another process
+ * took it, this one stops its duties and stands by.
  */
 export class OwnerLease {
   readonly #redis: Redis;
@@ -43,6 +51,8 @@ export class OwnerLease {
   #tick: Promise<void> | undefined;
   #closed = false;
   #since: number | undefined;
+  /** When the lease was last taken or renewed (local clock, after Redis answered). */
+  #renewedAt = 0;
 
   constructor(opts: { redis: Redis; prefix: string; storeId: string; duties: OwnerDuties; log: Logger }) {
     this.#redis = opts.redis;
@@ -54,6 +64,15 @@ export class OwnerLease {
   /** True while this process owns the store. */
   get held(): boolean {
     return this.#held;
+  }
+
+  /**
+   * Whether the owner's work may be done right now: held, and renewed recently enough
+   * that no other process can hold it yet. Asked right before each write that must
+   * have one author (the event consumer, before applying a batch).
+   */
+  trusted(): boolean {
+    return this.#held && Date.now() - this.#renewedAt < TRUSTED_MS;
   }
 
   /** This process's name in the lease (logs, /healthz). */
@@ -94,7 +113,17 @@ export class OwnerLease {
     try {
       if (this.#held) {
         const renewed = Number(await this.#redis.eval(RENEW, 1, this.#key, this.#token, LEASE_TTL_MS));
-        if (renewed === 1) return;
+        if (renewed === 1) {
+          this.#renewedAt = Date.now();
+          return;
+        }
+        // Expired (Redis was away, or restarted, past the TTL) and nobody took it: take it
+        // again without stopping anything. Nothing was applied meanwhile (trusted()).
+        if ((await this.#redis.set(this.#key, this.#token, 'PX', LEASE_TTL_MS, 'NX')) === 'OK') {
+          this.#renewedAt = Date.now();
+          this.#log.warn({ lease: this.#key }, 'store lease had expired (Redis away longer than the lease); taken again');
+          return;
+        }
         this.#held = false;
         this.#log.error({ lease: this.#key, holder: await this.holder().catch(() => null) }, 'store ownership lost to another process (Redis was away longer than the lease); standing by');
         await this.#duties.stop();
@@ -110,6 +139,7 @@ export class OwnerLease {
         return;
       }
       this.#held = true;
+      this.#renewedAt = Date.now();
       this.#log.info({ lease: this.#key, waitedMs: this.#since === undefined ? 0 : Date.now() - this.#since }, 'store ownership taken');
       this.#since = undefined;
       this.#duties.start();

@@ -6,7 +6,8 @@ import type { Config, PipelineConfig } from '../config/types.ts';
 import { withTimeout } from '../lib/timeout.ts';
 import { StopRequest } from '../pipeline/cancel.ts';
 import type { FleetJournalPort } from '../pipeline/fleet-journal.ts';
-import type { RunPorts } from '../pipeline/ports.ts';
+import type { DeployRequest, RunPorts } from '../pipeline/ports.ts';
+import { PermanentError } from '../lib/errors.ts';
 import { endWithoutRunning, executeRun, type CheckpointPort, type RunJob, type RunOutcome } from '../pipeline/runner.ts';
 import { RedisCheckpoints, RedisFleetJournal } from './checkpoints.ts';
 import { ControlSubscriber, type StopMessage } from './control.ts';
@@ -164,6 +165,12 @@ export class WorkerHost {
       // Queues are named by fingerprint, so this means the job was put in the wrong queue by hand.
       return finishUnstarted({ status: 'failed', error: `pipeline ${job.data.pipeline} is not configured like this on worker ${this.#id}`, reported: true });
     }
+    if (this.#closing) {
+      // Fetched just as the worker began to close: back to the queue, untouched, for
+      // the next worker (close waits only for the runs it knew of).
+      await job.moveToDelayed(Date.now() + 1000, token);
+      throw new DelayedError();
+    }
     const controller = new AbortController();
     let finished!: () => void;
     const active: Active = {
@@ -178,6 +185,19 @@ export class WorkerHost {
       load: (id) => this.#checkpoints.load(id),
       save: async (id, cp) => void (active.detached || (await this.#checkpoints.save(id, cp))),
       clear: async (id) => void (active.detached || (await this.#checkpoints.clear(id))),
+    };
+    // …and changes no service any more: the successor resumes the deploy (a watch
+    // already in flight only reads; what it would do next is refused here).
+    const deployer = this.#ports.deployer;
+    const handedOver = (): Promise<never> => Promise.reject(new PermanentError('deploy_failed', 'this execution handed the run over to its successor'));
+    const ports: RunPorts = {
+      ...this.#ports,
+      deployer: {
+        deploy: (req) => (active.detached ? handedOver() : deployer.deploy(req)),
+        restore: (req) => (active.detached ? handedOver() : deployer.restore(req)),
+        ...(deployer.precheck ? { precheck: (req: DeployRequest) => (active.detached ? handedOver() : deployer.precheck!(req)) } : {}),
+        canDeploy: (endpoints) => deployer.canDeploy(endpoints),
+      },
     };
     const journal: FleetJournalPort = {
       begin: (id, service, previous) => this.#journal.begin(id, service, previous),
@@ -218,7 +238,7 @@ export class WorkerHost {
           ...(job.data.serving ? { serving: job.data.serving } : {}),
         };
         const outcome = await executeRun(runJob, {
-          ports: this.#ports,
+          ports,
           report: reporter,
           stop: controller.signal,
           checkpoints,
@@ -277,14 +297,16 @@ export class WorkerHost {
    */
   async #handOverSelfDeploy(runId: string, a: Active): Promise<boolean> {
     const cp = await this.#checkpoints.load(runId).catch(() => undefined);
-    if (!cp?.selfService || !cp.deployStartedAt) return false;
+    // Only while the update of this process's own service is in flight: once it is done,
+    // this process is already the new version, and its deploy is waited for as any other.
+    if (!cp?.selfService || !cp.deployStartedAt || cp.servicesDone.includes(cp.selfService)) return false;
     a.detached = true;
     const log = this.#log.child({ run: runId, pipeline: a.queue.pipeline.name });
     try {
       a.reporter.emit({ type: 'run.handoff', runId, at: new Date().toISOString(), reason: `this worker (${this.#id}) is stopping while it deploys the deployer's own service ${cp.selfService}: the new task takes the run over` });
       await a.reporter.flush();
       if (a.job.data.phase === 'deploy') {
-        await a.job.updateData({ ...a.job.data, attempt: a.attempt });
+        // Its data and stall count stay: the successor counts the same attempt.
         await a.job.moveToDelayed(Date.now(), a.token);
       } else {
         await this.#handOff(a.queue, a.job.data, a.attempt);
@@ -339,7 +361,10 @@ export class WorkerHost {
     );
     // Forced where a handed-over execution is still watching (its successor now holds the
     // job); the others close normally, so a job that just finished is marked completed.
-    await Promise.all(this.#workers.map((w) => w.close(abandoned.has(w.name) || !inTime)));
+    await withTimeout(Promise.all(this.#workers.map((w) => w.close(abandoned.has(w.name) || !inTime))), 10_000, 'workers did not close').catch((err: unknown) => {
+      this.#log.warn({ err }, 'forcing worker shutdown');
+      return Promise.all(this.#workers.map((w) => w.close(true)));
+    });
     this.#control.close();
     await Promise.all([...this.#queues.values()].flatMap((q) => [q.deployQueue, q.runQueue]).map((queue) => withTimeout(queue.close(), 2000, 'queue close').catch(() => undefined)));
     this.#reporterRedis.disconnect();

@@ -547,7 +547,9 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
       const sent = await p.stop();
       const results = await Promise.all(p.accepted.map(async (a) => ({ ...a, ...(await waitFinished(a.run, 240_000)) })));
       console.log(`demo pushes during the self-deploy: ${sent} sent, ${p.accepted.length} accepted`);
+      // The listener is never down: every push sent during the update was accepted.
       expect(p.accepted.length).toBeGreaterThan(0);
+      expect(p.accepted.length).toBe(sent);
       for (const r of results) expect(['succeeded', 'superseded'], JSON.stringify(r)).toContain(r.status);
       expect(results.at(-1)!.status).toBe('succeeded');
       await waitForContent(world.services[0]!, results.at(-1)!.content, 30_000);
