@@ -1,9 +1,11 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import type { LifecycleEvent } from '../../src/pipeline/lifecycle.ts';
 import { StreamReporter, eventStreamKey } from '../../src/queue/event-bus.ts';
+import { LEASE_TTL_MS, OwnerLease } from '../../src/queue/owner-lease.ts';
+import { createLogger } from '../../src/lib/logger.ts';
 import { AUTH, testConfig } from '../helpers/config.ts';
 import { deliver, pushPayload } from '../helpers/github.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -99,5 +101,25 @@ describe('store ownership across two deployer processes on one store', () => {
     const runId = res.body.runs[0] as string;
     await started(runId, 'worker-3');
     await waitUntil('b applies events again', () => appliedBy.b.some((e) => e.runId === runId && e.type === 'run.started'), 10_000);
+  });
+
+  it('a holder whose renewals stopped (a stalled event loop, a cut connection) stops trusting its lease before the key can expire', async () => {
+    const started: string[] = [];
+    const lease = new OwnerLease({ redis, prefix: config.redisPrefix, storeId: 'stall-test', log: createLogger('silent'), duties: { start: () => void started.push('start'), stop: async () => void started.push('stop') } });
+    try {
+      await lease.start();
+      expect(lease.held).toBe(true);
+      expect(lease.trusted()).toBe(true);
+      // Time passes with no renewal (the renewal timer did not get to run).
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(Date.now() + LEASE_TTL_MS - 2_000);
+      expect(lease.held).toBe(true); // it has not learned otherwise…
+      expect(lease.trusted()).toBe(false); // …but applies nothing until a renewal succeeds
+    } finally {
+      vi.useRealTimers();
+      await lease.close();
+    }
+    expect(started).toEqual(['start', 'stop']);
+    expect(await redis.get(`${config.redisPrefix}:owner:stall-test`)).toBeNull();
   });
 });
