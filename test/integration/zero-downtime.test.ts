@@ -100,8 +100,10 @@ describe('zero downtime through Caddy during deploys (issue #3)', () => {
   it(`serves every request through Caddy during ${DEPLOYS} consecutive deploys`, async () => {
     const nonce = randomBytes(3).toString('hex');
     const contents = Array.from({ length: DEPLOYS }, (_, i) => `version ${i + 1} (${nonce})\n`);
+    // The load runs until the deploys are done; its own time limit is only a safety net
+    // (five deploys took 78–100 s on this 2-core machine under CI load, once 101 s).
     const loads: Load[] = caddys.map((c) =>
-      startLoad({ url: c.service!.url, concurrency: CONCURRENCY, maxRequests: 400_000, maxDurationMs: 100_000, timeoutMs: 5000 }),
+      startLoad({ url: c.service!.url, concurrency: CONCURRENCY, maxRequests: 400_000, maxDurationMs: 300_000, timeoutMs: 5000 }),
     );
     const results: LoadResult[] = [];
     /** per deploy: push → run finished, and run finished → both proxies switched (ms) */
@@ -161,5 +163,5 @@ describe('zero downtime through Caddy during deploys (issue #3)', () => {
       }
     }
     if (deployError) throw deployError;
-  });
+  }, 330_000);
 });
