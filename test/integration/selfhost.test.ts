@@ -9,7 +9,7 @@ import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerBuilder } from '../../src/docker/build.ts';
 import { isTerminal, type RunStatus } from '../../src/pipeline/states.ts';
-import { ADMIN_TOKEN, WEBHOOK_SECRET } from '../helpers/config.ts';
+import { ADMIN_TOKEN, AUTH, AUTH_HEADER, WEBHOOK_SECRET } from '../helpers/config.ts';
 import { pushPayload, sign } from '../helpers/github.ts';
 import { createWorld, type World } from '../helpers/world.ts';
 import { git, gitEnv, siteFiles, writeFiles } from '../support/site.ts';
@@ -318,7 +318,7 @@ async function push(sha: string, repo = REPO): Promise<string[] | undefined> {
 }
 
 async function runOf(id: string): Promise<{ status: RunStatus; commit: string; error?: string }> {
-  const res = await fetch(`${await webUrl()}/api/runs/${id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(`${await webUrl()}/api/runs/${id}`, { headers: AUTH_HEADER, signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new Error(`GET /api/runs/${id}: ${res.status}`);
   return (await res.json()) as { status: RunStatus; commit: string; error?: string };
 }
@@ -569,7 +569,7 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
     const openRuns = async () => {
       const open: string[] = [];
       for (const status of ['queued', 'running']) {
-        const res = await fetch(`${await webUrl()}/api/runs?status=${status}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+        const res = await fetch(`${await webUrl()}/api/runs?status=${status}`, AUTH);
         open.push(...((await res.json()) as { runs: { id: string }[] }).runs.map((r) => `${r.id} ${status}`));
       }
       return open;
@@ -592,7 +592,7 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
         await noPushLost(pushes);
       }
       expect(run, JSON.stringify(run)).toMatchObject({ status: 'succeeded', commit: good });
-      const detail = (await (await fetch(`${await webUrl()}/api/runs/${run.id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { image: { digest: string } };
+      const detail = (await (await fetch(`${await webUrl()}/api/runs/${run.id}`, AUTH)).json()) as { image: { digest: string } };
       // The new version answers: its /healthz says the commit, and it owns the store.
       expect(await health()).toMatchObject({ status: 'ok', store: 'owner', revision: good });
       for (const s of ['web', 'worker-manager'] as const) {
@@ -603,7 +603,7 @@ describe('docker stack deploy -c deploy/stack.yml', () => {
       }
       // The old tasks stopped cleanly (SIGTERM, not killed at the end of their grace period).
       for (const id of [...before.web, ...before.wm]) expect({ id, exit: (await docker.getContainer(id).inspect()).State.ExitCode }).toEqual({ id, exit: 0 });
-      const log = await (await fetch(`${await webUrl()}/api/runs/${run.id}/log`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
+      const log = await (await fetch(`${await webUrl()}/api/runs/${run.id}/log`, AUTH)).text();
       expect(log).toContain(`${stack}_worker-manager is the deployer's own service`);
       expect(log).toMatch(/deploy handed off: this worker .* is stopping while it deploys the deployer's own service/);
       expect(log).toMatch(/this deployer is task \w+ of .*_worker-manager, running sha256:[0-9a-f]{64}: the new version took over/);
